@@ -1,0 +1,24 @@
+# facecover workflow: face scans and photos -> printable wound covers.
+# Rules only wire files to `facecover <stage>` commands; algorithms live in src/facecover/.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        expand("results/registered/{subject}.ply", subject=SUBJECTS),
+        "results/splits.csv",
+        "results/pool/identities.npz",
+    default_target: True

@@ -1,0 +1,181 @@
+"""Synthetic people and synthetic raw scans (the embedded default data source).
+
+Two disjoint populations come from one shape space (see `shape_space`):
+the *pool* (clean identities standing in for large outside data) and the
+*cohort* (subjects with scans). Each person is drawn from a generator seeded
+by (config seed, population, name), so a subject never depends on how many
+others are made.
+
+A synthetic scan looks like what a scanner delivers: the surface is resampled
+evenly (about `point_spacing_mm` apart) and re-triangulated with its own
+Delaunay triangulation, displaced by scanner noise along the normal, given a
+few small holes, and placed in a random rigid pose. Millimetres throughout.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import trimesh
+from scipy.spatial import Delaunay, cKDTree
+
+from .render import vertex_normals
+from .shape_space import identity_vertices, sample_coefficients
+
+
+def person_rng(seed: int, population: str, name: str) -> np.random.Generator:
+    """Random generator for one person, independent of the others."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(population.encode()),
+                                                          zlib.crc32(name.encode())]))
+
+
+def person_vertices(space: dict, rng: np.random.Generator, with_detail: bool) -> np.ndarray:
+    """Vertices (n, 3) mm of one synthetic identity in canonical pose.
+
+    `with_detail` adds fine individual detail outside the main basis.
+    """
+    z = sample_coefficients(rng, 1, len(space["sigma"]))[0]
+    v = identity_vertices(space["vertices"], space["basis"], space["sigma"], z)
+    if with_detail:
+        zd = sample_coefficients(rng, 1, len(space["detail_sigma"]))[0]
+        v = v + np.tensordot(zd * space["detail_sigma"], space["detail"], axes=1)
+    return v
+
+
+def population(space: dict, seed: int, name: str, count: int, with_detail: bool = False) -> np.ndarray:
+    """Identities (count, n, 3) mm of a population, e.g. the pool."""
+    return np.stack([person_vertices(space, person_rng(seed, name, f"{name}{i:05d}"), with_detail)
+                     for i in range(count)])
+
+
+def boundary_loop(faces: np.ndarray) -> np.ndarray:
+    """Vertex indices of the longest boundary loop of a triangle mesh, in order."""
+    edges = np.sort(np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    boundary = uniq[counts == 1]
+    nxt: dict[int, list[int]] = {}
+    for a, b in boundary:
+        nxt.setdefault(int(a), []).append(int(b))
+        nxt.setdefault(int(b), []).append(int(a))
+    loops, seen = [], set()
+    for start in nxt:
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            cand = [n for n in nxt[cur] if n != prev and (n not in seen or (n == start and len(loop) > 2))]
+            if not cand or cand[0] == start:
+                break
+            prev, cur = cur, cand[0]
+            loop.append(cur)
+            seen.add(cur)
+        loops.append(loop)
+    return np.array(max(loops, key=len))
+
+
+def disk_parameterization(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Tutte embedding (n, 2) of a disk-topology mesh: boundary on the unit circle by arc length.
+
+    Uniform weights make the map bijective (Tutte's theorem), so points sampled
+    on the surface keep their order in the plane and can be triangulated there.
+    """
+    n = len(vertices)
+    loop = boundary_loop(faces)
+    seg = np.linalg.norm(vertices[np.roll(loop, -1)] - vertices[loop], axis=1)
+    angle = 2 * np.pi * np.r_[0, np.cumsum(seg)[:-1]] / seg.sum()
+    uv = np.zeros((n, 2))
+    uv[loop] = np.c_[np.cos(angle), np.sin(angle)]
+    edges = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
+    A = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    A = ((A + A.T) > 0).astype(float)
+    lap = sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A
+    interior = np.setdiff1d(np.arange(n), loop)
+    lii = lap[interior][:, interior].tocsc()
+    rhs = -lap[interior][:, loop] @ uv[loop]
+    solve = spla.factorized(lii)
+    uv[interior] = np.c_[solve(rhs[:, 0]), solve(rhs[:, 1])]
+    return uv
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How a synthetic scan is made (mm and degrees)."""
+
+    point_spacing_mm: float = 1.2
+    noise_mm: float = 0.2
+    holes: int = 3
+    hole_radius_mm: tuple[float, float] = (2.0, 5.0)
+    max_rotation_deg: float = 45.0
+    max_translation_mm: float = 100.0
+
+
+def random_rotation(rng: np.random.Generator, max_angle_deg: float) -> np.ndarray:
+    """Rotation (3, 3) about a uniformly random axis by an angle up to max_angle_deg."""
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(rng.uniform(0, max_angle_deg))
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def synthetic_scan(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, rng: np.random.Generator,
+                   settings: ScanSettings = ScanSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A scanner-like mesh of the surface (vertices (n, 3), faces (m, 3)) and the pose (4, 4) applied.
+
+    `uv` is the template's disk parameterization, used to triangulate the
+    resampled points with their own Delaunay triangulation.
+    """
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    area_per_point = settings.point_spacing_mm**2 * np.sqrt(3) / 2
+    count = int(mesh.area / area_per_point)
+    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=int(rng.integers(2**31)))
+    bary = trimesh.triangles.points_to_barycentric(mesh.triangles[face_idx], points)
+    p_uv = np.einsum("nk,nkd->nd", bary, uv[faces[face_idx]])
+    # relax the random samples towards even spacing: drop points too close to a kept one
+    keep = _thin(points, 0.6 * settings.point_spacing_mm)
+    points, p_uv, face_idx = points[keep], p_uv[keep], face_idx[keep]
+    rim = boundary_loop(faces)
+    points = np.r_[points, vertices[rim]]
+    p_uv = np.r_[p_uv, uv[rim]]
+    tri = Delaunay(p_uv).simplices
+    normals = vertex_normals(vertices, faces)
+    pt_normals = np.r_[mesh.face_normals[face_idx], normals[rim]]
+    points = points + rng.normal(0, settings.noise_mm, len(points))[:, None] * pt_normals
+    tri = tri[_triangle_ok(points, tri, 6 * settings.point_spacing_mm)]
+    for _ in range(settings.holes):
+        centre = points[rng.integers(len(points))]
+        radius = rng.uniform(*settings.hole_radius_mm)
+        inside = np.linalg.norm(points - centre, axis=1) < radius
+        tri = tri[~inside[tri].any(axis=1)]
+    # orientation: Delaunay in the plane gives consistent winding; match the surface normals
+    scan = trimesh.Trimesh(points, tri, process=False)
+    if np.mean(np.einsum("ij,ij->i", scan.face_normals, pt_normals[tri[:, 0]])) < 0:
+        tri = tri[:, ::-1]
+    scan = trimesh.Trimesh(points, tri, process=False)
+    scan.remove_unreferenced_vertices()
+    pose = np.eye(4)
+    pose[:3, :3] = random_rotation(rng, settings.max_rotation_deg)
+    pose[:3, 3] = rng.uniform(-settings.max_translation_mm, settings.max_translation_mm, 3)
+    return np.asarray(scan.vertices) @ pose[:3, :3].T + pose[:3, 3], np.asarray(scan.faces), pose
+
+
+def _thin(points: np.ndarray, min_dist: float) -> np.ndarray:
+    """Indices of a subset of points no two closer than min_dist (greedy, in input order)."""
+    tree = cKDTree(points)
+    removed = np.zeros(len(points), bool)
+    for i, j in sorted(tree.query_pairs(min_dist, output_type="ndarray").tolist()):
+        if not removed[i]:
+            removed[j] = True
+    return np.flatnonzero(~removed)
+
+
+def _triangle_ok(points: np.ndarray, tri: np.ndarray, max_edge: float) -> np.ndarray:
+    """Mask of triangles whose 3D edges are all shorter than max_edge (drops stretched hull slivers)."""
+    p = points[tri]
+    edges = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2)
+    return edges.max(axis=1) < max_edge

@@ -1,0 +1,101 @@
+"""File I/O with clear errors and atomic writes (temp file, then rename).
+
+Every writer here creates its output next to the final path under a hidden
+temporary name and renames it into place only when complete, so an
+interrupted or failed step never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from . import FacecoverError
+
+MESH_SUFFIXES = (".ply", ".obj", ".stl", ".off")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path in the same folder; rename it to `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
+    """Load a triangle mesh (.ply/.obj/.stl/.off) without modifying it.
+
+    Raises FacecoverError naming the file when it is missing, empty, unreadable
+    or holds no triangles.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FacecoverError(f"{path}: file not found")
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise FacecoverError(f"{path}: unsupported mesh format '{path.suffix}' (use one of {', '.join(MESH_SUFFIXES)})")
+    if path.stat().st_size == 0:
+        raise FacecoverError(f"{path}: file is empty")
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many exception types on corrupt files
+        raise FacecoverError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) < 3:
+        raise FacecoverError(f"{path}: file holds no triangles (corrupt or not a mesh)")
+    if not np.all(np.isfinite(mesh.vertices)):
+        raise FacecoverError(f"{path}: mesh has non-finite vertex coordinates")
+    return mesh
+
+
+def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a mesh atomically; the format follows the suffix (binary PLY/STL)."""
+    mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False)
+    with atomic_path(path) as tmp:
+        mesh.export(tmp, file_type=Path(path).suffix.lstrip(".").lower())
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> None:
+    """Write a compressed .npz atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a .npz fully into a dict; FacecoverError naming the file if missing or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise FacecoverError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise FacecoverError(f"{path}: cannot read arrays ({type(exc).__name__}: {exc})") from None
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON atomically (indented, keys in insertion order)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

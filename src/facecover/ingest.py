@@ -1,0 +1,358 @@
+"""Scan ingestion: clean a raw face scan and register the template to it.
+
+Pipeline (all mm):
+
+1. `clean_scan` — largest connected component, no degenerate or duplicate
+   triangles, no unreferenced vertices.
+2. `scan_units_scale` — metres vs millimetres from the mesh size.
+3. `initial_pose` — the scan's face-plane normal matched to the template's,
+   in-plane rotations tried, each refined with trimesh's rigid ICP on
+   subsampled points; the lowest residual wins.
+4. `landmark_pose` — MediaPipe landmarks on a frontal render of the roughly
+   aligned scan, back-projected, matched to the template's landmarks
+   (trimmed Kabsch): pins the rotation that surface ICP cannot see.
+5. `fit_shape_space` — joint Gauss–Newton over shape coefficients and rigid
+   pose: closest-point correspondences (rejecting scan-boundary and far
+   matches), point-to-plane rows, a Gaussian prior relaxed from stiff to
+   soft. Fitting a smooth, anatomically plausible space instead of free
+   vertices keeps the template from sliding along the surface.
+6. `refine_along_normals` — detail the space cannot express: each template
+   vertex moves along its normal to the scan, as a Laplacian-smoothed scalar
+   field (no tangential motion, so no sliding).
+
+The result is in template topology and canonical pose.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import trimesh
+from scipy.spatial import cKDTree
+
+from . import FacecoverError
+from .render import vertex_normals
+
+FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    rigid_points: int = 1500
+    fit_iterations: int = 80
+    prior_weight_start: float = 30.0
+    prior_weight_end: float = 0.3
+    refine_iterations: int = 3
+    refine_smoothness: float = 2.0
+    point_weight: float = 0.3
+    max_median_residual_mm: float = 1.5
+    min_inlier_fraction: float = 0.6
+    seed: int = 0
+
+
+@dataclass
+class Registration:
+    vertices: np.ndarray  # (n, 3) mm, template topology, canonical pose
+    scan_to_canonical: np.ndarray  # (4, 4)
+    report: dict = field(default_factory=dict)
+
+
+def clean_scan(mesh: trimesh.Trimesh, name: str = "scan") -> tuple[trimesh.Trimesh, dict]:
+    """Largest connected component without degenerate/duplicate faces; returns the mesh and counts."""
+    before = {"vertices": len(mesh.vertices), "faces": len(mesh.faces)}
+    mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True, validate=False)  # merges duplicate vertices
+    mesh.update_faces(mesh.nondegenerate_faces(height=1e-8))
+    mesh.update_faces(mesh.unique_faces())
+    if len(mesh.faces) == 0:
+        raise FacecoverError(f"{name}: no valid triangles after removing degenerate faces")
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    counts = np.bincount(labels)
+    mesh.update_faces(labels == counts.argmax())
+    mesh.remove_unreferenced_vertices()
+    after = {"vertices": len(mesh.vertices), "faces": len(mesh.faces), "components_dropped": int(len(counts) - 1)}
+    return mesh, {"before": before, "after": after}
+
+
+def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tuple[float, str]:
+    """Factor to millimetres and the detected unit ("mm" or "m").
+
+    `units` is the config value: "mm" (expect mm; a metre-sized scan is an
+    error), "m" (convert) or "auto" (detect and convert).
+    """
+    diag = float(np.linalg.norm(np.ptp(vertices, axis=0)))
+    detected = "m" if diag < 1.0 else "mm"
+    if units == "mm" and detected == "m":
+        raise FacecoverError(f"{name}: the scan is {diag:.3f} units across, which looks like metres, but "
+                             "scans.units is 'mm'; set scans.units to 'm' or 'auto' to convert")
+    scale = 1000.0 if (units == "m" or (units == "auto" and detected == "m")) else 1.0
+    size = diag * scale
+    if not FACE_SIZE_MM[0] <= size <= FACE_SIZE_MM[1]:
+        raise FacecoverError(f"{name}: the scan is {size:.1f} mm across; a face scan is "
+                             f"{FACE_SIZE_MM[0]:.0f}-{FACE_SIZE_MM[1]:.0f} mm (check its units)")
+    return scale, "m" if scale == 1000.0 else "mm"
+
+
+def boundary_vertex_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Boolean (n,): vertex lies on a boundary edge (edge used by one triangle)."""
+    edges = np.sort(np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
+    rows = trimesh.grouping.group_rows(edges, require_count=1)
+    mask = np.zeros(n_vertices, bool)
+    mask[edges[rows].ravel()] = True
+    return mask
+
+
+def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Rigid 4×4 transform minimising Σ w |R src + t − dst|²."""
+    w = np.ones(len(src)) if w is None else w
+    ws = w / w.sum()
+    cs, cd = ws @ src, ws @ dst
+    H = (src - cs).T @ ((dst - cd) * ws[:, None])
+    U, _, Vt = np.linalg.svd(H)
+    D = np.diag([1, 1, np.sign(np.linalg.det(Vt.T @ U.T))])
+    R = Vt.T @ D @ U.T
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, cd - R @ cs
+    return T
+
+
+def _apply(T: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return p @ T[:3, :3].T + T[:3, 3]
+
+
+def initial_pose(template: np.ndarray, scan_points: np.ndarray, rng: np.random.Generator,
+                 n_points: int, in_plane_steps: int = 8) -> tuple[np.ndarray, float]:
+    """Rigid 4×4 template→scan transform and its rms residual (mm).
+
+    A face's height and breadth have nearly equal variance, so only the
+    smallest principal axis (the face-plane normal) is trusted: candidates are
+    `in_plane_steps` rotations about it, facing either way; each gets a short
+    trimesh ICP on subsampled points, and the best is refined.
+    """
+    def axes(p):
+        c = p.mean(axis=0)
+        _, _, Vt = np.linalg.svd(p - c, full_matrices=False)
+        return c, Vt.T * [1, 1, np.linalg.det(Vt)]  # proper rotation
+
+    ct, At = axes(template)
+    cs, As = axes(scan_points)
+    src = template[rng.choice(len(template), min(n_points, len(template)), replace=False)]
+    dst = scan_points[rng.choice(len(scan_points), min(3 * n_points, len(scan_points)), replace=False)]
+    candidates = []
+    for flip in (1, -1):
+        for angle in np.arange(in_plane_steps) * 2 * np.pi / in_plane_steps:
+            c, s = np.cos(angle), np.sin(angle)
+            Rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]) @ np.diag([1, flip, flip])
+            T0 = np.eye(4)
+            T0[:3, :3] = As @ Rz @ At.T
+            T0[:3, 3] = cs - T0[:3, :3] @ ct
+            matrix, _, cost = trimesh.registration.icp(src[::3], dst, initial=T0, max_iterations=15, threshold=1e-4)
+            candidates.append((cost, matrix))
+    _, best = min(candidates, key=lambda c: c[0])
+    matrix, _, cost = trimesh.registration.icp(src, dst, initial=best, max_iterations=40, threshold=1e-6)
+    return matrix, float(np.sqrt(cost))
+
+
+def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray, name: str) -> np.ndarray:
+    """Registration landmarks (l, 3) on the scan, in scan coordinates; NaN where not found.
+
+    The scan is brought to canonical pose with the rigid estimate, rendered
+    frontally, MediaPipe finds the landmarks, and each is back-projected onto
+    the scan surface by ray casting.
+    """
+    from .render import DEFAULT_LIGHTS, Scene, frontal_camera
+    from .template import detect_image_landmarks
+
+    inv = np.linalg.inv(pose)
+    canonical = _apply(inv, np.asarray(scan.vertices))
+    tv = space["vertices"]
+    camera = frontal_camera(tv.mean(axis=0), 1.15 * max(np.ptp(tv[:, 0]), np.ptp(tv[:, 1])), 512)
+    scene = Scene(canonical, np.asarray(scan.faces))
+    pixels = detect_image_landmarks(scene.render(camera, DEFAULT_LIGHTS))
+    if pixels is None:
+        raise FacecoverError(f"{name}: does not look like a face: no face found in a frontal render of the "
+                             "rigidly aligned scan")
+    points = scene.surface_points(camera, pixels[space["reg_landmark_ids"]])
+    return _apply(pose, points)
+
+
+def template_landmarks(space: dict, V: np.ndarray) -> np.ndarray:
+    """Registration landmark positions (l, 3) on template-topology vertices V (n, 3)."""
+    tri = space["faces"][space["reg_landmark_triangles"]]
+    return np.einsum("lk,lkd->ld", space["reg_landmark_barycentric"], V[tri])
+
+
+def _twist_pose(x: np.ndarray, pose0: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Pose (4, 4) = rotation by rotvec x[:3] about `center`, then translation x[3:], after pose0."""
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    R = Rotation.from_rotvec(x[:3]).as_matrix()
+    T[:3, :3], T[:3, 3] = R, center - R @ center + x[3:]
+    return T @ pose0
+
+
+def fit_shape_space(space: dict, scan_points: np.ndarray, scan_boundary: np.ndarray, pose: np.ndarray,
+                    settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Joint fit of shape coefficients z (k,) and pose (4, 4, canonical→scan) to scan points (m, 3).
+
+    Gauss–Newton over (z, rigid twist) with closest-point correspondences:
+    point-to-plane rows, weak point-to-point rows and a Gaussian prior on z
+    whose weight falls from stiff to soft. Solving pose and shape together
+    matters: a face is nearly rotation-symmetric, and alternating the two
+    lets pose errors hide in the shape. (Landmark rows were tried: MediaPipe's
+    2–3 mm errors on these renders made the fit worse, so landmarks only give
+    the initial pose.)
+    """
+    mean, faces = space["vertices"], space["faces"]
+    B = space["basis"].astype(np.float64) * space["sigma"][:, None, None]  # (k, n, 3), z standard-normal
+    k = len(B)
+    tree = cKDTree(scan_points)
+    center = _apply(pose, mean).mean(axis=0)
+    x = np.zeros(k + 6)  # z, then rotation vector and translation (scan frame)
+    eye3 = np.eye(3)
+    n_it = settings.fit_iterations
+    for it in range(n_it):
+        frac = it / max(n_it - 1, 1)
+        lam = settings.prior_weight_start * (settings.prior_weight_end / settings.prior_weight_start) ** frac
+        z, T = x[:k], _twist_pose(x[k:], pose, center)
+        R = T[:3, :3]
+        Vs = _apply(T, mean + np.tensordot(z, B, axes=1))
+        d, j = tree.query(Vs)
+        ok = ~scan_boundary[j] & (d < max(3.0 * np.median(d), 2.0))
+        q, p = Vs[ok], scan_points[j[ok]]
+        n = vertex_normals(Vs, faces)[ok]
+        J = _jacobian(R, B[:, ok], q - center, eye3)  # (m, 3, k+6)
+        rows = [np.einsum("na,nak->nk", n, J), settings.point_weight * J.reshape(-1, k + 6)]
+        rhs = [np.einsum("na,na->n", n, p - q), settings.point_weight * (p - q).ravel()]
+        A, b = np.concatenate(rows), np.concatenate(rhs)
+        reg = np.r_[np.full(k, lam), np.zeros(6)]
+        x = x + np.linalg.solve(A.T @ A + np.diag(reg), A.T @ b - reg * x)
+    return x[:k], _twist_pose(x[k:], pose, center)
+
+
+def _jacobian(R: np.ndarray, B_sub: np.ndarray, rel: np.ndarray, eye3: np.ndarray) -> np.ndarray:
+    """d(point)/d(z, rotvec, translation) (m, 3, k+6) for posed model points at `rel` from the centre."""
+    J_z = np.einsum("ab,kmb->mak", R, B_sub)
+    J_w = np.stack([np.cross(eye3[a], rel) for a in range(3)], axis=2)
+    J_t = np.broadcast_to(eye3, (len(rel), 3, 3))
+    return np.concatenate([J_z, J_w, J_t], axis=2)
+
+
+def landmark_pose(space: dict, landmarks: np.ndarray) -> np.ndarray:
+    """Rigid 4×4 canonical→scan transform from registration landmarks (l, 3), trimmed Kabsch."""
+    ok = np.isfinite(landmarks).all(axis=1)
+    src = template_landmarks(space, space["vertices"])[ok]
+    dst = landmarks[ok]
+    keep = np.ones(len(src), bool)
+    for _ in range(3):
+        T = _kabsch(src[keep], dst[keep])
+        resid = np.linalg.norm(_apply(T, src) - dst, axis=1)
+        keep = resid < max(2.0 * np.median(resid), 2.0)
+    return T
+
+
+def _graph_laplacian(faces: np.ndarray, n: int) -> sp.csr_matrix:
+    edges = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
+    A = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    A = ((A + A.T) > 0).astype(float)
+    return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
+
+
+def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: np.ndarray,
+                         scan_normals: np.ndarray, scan_boundary: np.ndarray,
+                         settings: RegistrationSettings) -> np.ndarray:
+    """Move vertices (n, 3) along their normals onto the scan (canonical frame), smoothly."""
+    L = _graph_laplacian(faces, len(vertices))
+    tree = cKDTree(scan_points)
+    V = vertices.copy()
+    for _ in range(settings.refine_iterations):
+        nv = vertex_normals(V, faces)
+        d, j = tree.query(V)
+        ns = scan_normals[j]
+        cos = np.einsum("ij,ij->i", nv, ns)
+        h = np.einsum("ij,ij->i", ns, scan_points[j] - V) / np.where(np.abs(cos) > 0.3, cos, 1.0)
+        ok = ~scan_boundary[j] & (np.abs(cos) > 0.5) & (d < 3.0) & (np.abs(h) < 3.0)
+        W = sp.diags(ok.astype(float))
+        h_smooth = spla.spsolve((W + settings.refine_smoothness * L).tocsc(), W @ np.where(ok, h, 0.0))
+        V = V + h_smooth[:, None] * nv
+    return V
+
+
+def surface_residuals(vertices: np.ndarray, scan_points: np.ndarray, scan_normals: np.ndarray,
+                      scan_boundary: np.ndarray) -> dict:
+    """Template→scan point-to-plane distances (mm) over vertices that see the scan."""
+    d, j = cKDTree(scan_points).query(vertices)
+    plane = np.abs(np.einsum("ij,ij->i", scan_normals[j], vertices - scan_points[j]))
+    dist = np.where(d < 1.5, np.minimum(plane, d), d)  # point-to-plane only close to the surface
+    ok = ~scan_boundary[j]
+    inliers = ok & (dist < 2.0)
+    inside = dist[ok]
+    return {
+        "mean_surface_distance_mm": float(inside.mean()),
+        "median_surface_distance_mm": float(np.median(inside)),
+        "p95_surface_distance_mm": float(np.percentile(inside, 95)),
+        "inlier_fraction": float(inliers.sum() / len(vertices)),
+        "vertices_over_scan": int(ok.sum()),
+    }
+
+
+def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: RegistrationSettings = RegistrationSettings(),
+                              name: str = "scan") -> Registration:
+    """Register the shape-space template to a cleaned scan in mm; output in canonical pose."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(settings.seed)
+    P = np.asarray(scan.vertices, np.float64)
+    Pn = vertex_normals(P, np.asarray(scan.faces))
+    boundary = boundary_vertex_mask(np.asarray(scan.faces), len(P))
+    pose, rigid_rms = initial_pose(space["vertices"], P, rng, settings.rigid_points)
+    t_rigid = time.perf_counter()
+    landmarks = scan_landmarks(space, scan, pose, name)
+    pose = landmark_pose(space, landmarks)
+    z, pose = fit_shape_space(space, P, boundary, pose, settings)
+    t_fit = time.perf_counter()
+    inv = np.linalg.inv(pose)
+    Pc, Pnc = _apply(inv, P), Pn @ inv[:3, :3].T
+    V = space["vertices"] + np.tensordot(z * space["sigma"], space["basis"].astype(np.float64), axes=1)
+    V = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
+    t_end = time.perf_counter()
+    residuals = surface_residuals(V, Pc, Pnc, boundary)
+    if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
+            or residuals["inlier_fraction"] < settings.min_inlier_fraction):
+        raise FacecoverError(
+            f"{name}: does not look like a face: after registration the median distance to the scan is "
+            f"{residuals['median_surface_distance_mm']:.2f} mm (limit {settings.max_median_residual_mm}) and "
+            f"{100 * residuals['inlier_fraction']:.0f} % of template vertices lie on it (need "
+            f"{100 * settings.min_inlier_fraction:.0f} %)")
+    report = {
+        "residuals": residuals,
+        "rigid_initial_rms_mm": rigid_rms,
+        "landmarks_found": int(np.isfinite(landmarks).all(axis=1).sum()),
+        "landmark_residual_mm": float(np.nanmean(np.linalg.norm(
+            template_landmarks(space, _apply(pose, V)) - landmarks, axis=1))),
+        "shape_coefficients": z.tolist(),
+        "seconds": {"rigid": t_rigid - t0, "shape_fit": t_fit - t_rigid, "refine": t_end - t_fit, "total": t_end - t0},
+    }
+    return Registration(V, inv, report)
+
+
+def ingest_scan(path, space: dict, units: str = "mm", settings: RegistrationSettings = RegistrationSettings()) -> Registration:
+    """Load, clean, check units and register one raw scan file."""
+    from .files import load_mesh
+
+    t0 = time.perf_counter()
+    name = str(path)
+    mesh = load_mesh(path)
+    mesh, cleaning = clean_scan(mesh, name)
+    scale, detected = scan_units_scale(np.asarray(mesh.vertices), units, name)
+    if len(mesh.faces) < 500:
+        raise FacecoverError(f"{name}: only {len(mesh.faces)} triangles after cleaning; too few for a face scan")
+    mesh.vertices = mesh.vertices * scale
+    reg = register_template_to_scan(space, mesh, settings, name)
+    reg.report = {"scan": name, "units_detected": detected, "scale_to_mm": scale, "cleaning": cleaning,
+                  **reg.report, "scan_to_canonical": reg.scan_to_canonical.tolist()}
+    reg.report["seconds"]["with_io"] = time.perf_counter() - t0
+    return reg

@@ -1,0 +1,134 @@
+"""CPU rendering of face meshes with Open3D's ray caster (no display needed).
+
+Camera convention (OpenCV): camera looks along its +z, image x to the right,
+image y down. World units are millimetres. A `Camera` maps world points to
+pixels with ``K @ (R @ p + t)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera: intrinsics K (3, 3) in px, world→camera R (3, 3), t (3,) in mm."""
+
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def extrinsic(self) -> np.ndarray:
+        """4×4 world→camera matrix."""
+        E = np.eye(4)
+        E[:3, :3], E[:3, 3] = self.R, self.t
+        return E
+
+    def as_dict(self) -> dict:
+        return {"K": self.K.tolist(), "R": self.R.tolist(), "t": self.t.tolist(),
+                "width": self.width, "height": self.height}
+
+
+def rotation_yaw_pitch_roll(yaw_deg: float, pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+    """Rotation (3, 3): yaw about world y (up), pitch about x, roll about z, in degrees."""
+    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
+    Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    Rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    Rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return Rz @ Rx @ Ry
+
+
+def frontal_camera(center_mm: np.ndarray, field_mm: float, size_px: int, distance_mm: float = 600.0,
+                   yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> Camera:
+    """Camera in front of a face in canonical pose (x right, y up, z towards the viewer).
+
+    `field_mm` is the width of the scene covered at the face centre; the camera
+    orbits the centre by yaw/pitch/roll (degrees) for small pose changes.
+    """
+    size_px = int(size_px)
+    focal = size_px * distance_mm / field_mm
+    K = np.array([[focal, 0, size_px / 2.0], [0, focal, size_px / 2.0], [0, 0, 1.0]])
+    # canonical world -> camera looking down -z_world: flip y and z
+    R0 = np.diag([1.0, -1.0, -1.0])
+    R = R0 @ rotation_yaw_pitch_roll(yaw_deg, pitch_deg, roll_deg).T
+    cam_pos_rel = rotation_yaw_pitch_roll(yaw_deg, pitch_deg, roll_deg) @ np.array([0, 0, distance_mm])
+    C = np.asarray(center_mm, float) + cam_pos_rel
+    t = -R @ C
+    return Camera(K, R, t, size_px, size_px)
+
+
+def project(camera: Camera, points: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (n, 2) of world points (n, 3) mm."""
+    pc = points @ camera.R.T + camera.t
+    uv = pc @ camera.K.T
+    return uv[:, :2] / uv[:, 2:3]
+
+
+class Scene:
+    """A triangle mesh loaded once into Open3D's ray caster; render many views of it."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        self.vertices = np.asarray(vertices, np.float64)
+        self.faces = np.asarray(faces, np.int64)
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(o3d.core.Tensor(self.vertices.astype(np.float32)),
+                                  o3d.core.Tensor(self.faces.astype(np.uint32)))
+        self.vertex_normals = vertex_normals(self.vertices, self.faces)
+
+    def cast(self, camera: Camera) -> dict[str, np.ndarray]:
+        """Cast one ray per pixel; returns hit distance, triangle id and barycentrics (H, W)."""
+        rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
+            o3d.core.Tensor(camera.K), o3d.core.Tensor(camera.extrinsic), camera.width, camera.height)
+        ans = self._scene.cast_rays(rays)
+        return {"t_hit": ans["t_hit"].numpy(), "triangle": ans["primitive_ids"].numpy().astype(np.int64),
+                "uv": ans["primitive_uvs"].numpy(), "rays": rays.numpy()}
+
+    def render(self, camera: Camera, light_dirs: np.ndarray, ambient: float = 0.15,
+               albedo: float = 0.8, background: int = 0) -> np.ndarray:
+        """Grey shaded image (H, W) uint8: Lambert shading, smooth normals, several lights.
+
+        `light_dirs` (L, 3) are directions *towards* the lights in world coordinates.
+        """
+        hit = self.cast(camera)
+        mask = np.isfinite(hit["t_hit"])
+        img = np.full(mask.shape, float(background))
+        if mask.any():
+            tri = self.faces[hit["triangle"][mask]]
+            u, v = hit["uv"][mask, 0], hit["uv"][mask, 1]
+            n = ((1 - u - v)[:, None] * self.vertex_normals[tri[:, 0]] + u[:, None] * self.vertex_normals[tri[:, 1]]
+                 + v[:, None] * self.vertex_normals[tri[:, 2]])
+            n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+            L = np.asarray(light_dirs, float)
+            L = L / np.linalg.norm(L, axis=1, keepdims=True)
+            diffuse = np.clip(n @ L.T, 0, None).mean(axis=1)
+            img[mask] = 255.0 * np.clip(ambient + albedo * diffuse, 0, 1)
+        return np.round(img).astype(np.uint8)
+
+    def surface_points(self, camera: Camera, pixels: np.ndarray) -> np.ndarray:
+        """World points (n, 3) mm where rays through pixel positions (n, 2) hit; NaN on a miss."""
+        Kinv = np.linalg.inv(camera.K)
+        d_cam = np.c_[pixels, np.ones(len(pixels))] @ Kinv.T
+        d_world = d_cam @ camera.R  # R^T applied to each row
+        d_world /= np.linalg.norm(d_world, axis=1, keepdims=True)
+        origin = -camera.R.T @ camera.t
+        rays = np.c_[np.repeat(origin[None], len(pixels), 0), d_world].astype(np.float32)
+        t = self._scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+        return origin + d_world * t[:, None]
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (n, 3)."""
+    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    vn = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)
+
+
+DEFAULT_LIGHTS = np.array([[0.0, 0.3, 1.0], [-0.6, 0.4, 0.8], [0.6, 0.2, 0.8]])

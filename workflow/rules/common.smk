@@ -1,0 +1,45 @@
+# Shared helpers: subject list, stage code files (so code changes rerun their stage).
+
+from pathlib import Path
+
+SCAN_SUFFIXES = (".ply", ".obj", ".stl", ".off")
+
+
+def _subjects():
+    if config["scans"]["source"] == "synthetic":
+        return [f"subject{i:02d}" for i in range(1, config["cohort"]["n_subjects"] + 1)]
+    folder = Path(config["scans"].get("dir", ""))
+    if not folder.is_dir():
+        raise WorkflowError(f"scans.dir: folder '{folder}' does not exist (scans.source is 'dir')")
+    names = sorted({p.stem for p in folder.iterdir() if p.suffix.lower() in SCAN_SUFFIXES})
+    if not names:
+        raise WorkflowError(f"scans.dir: no .ply/.obj/.stl/.off scans in '{folder}'")
+    return names
+
+
+SUBJECTS = _subjects()
+
+
+wildcard_constraints:
+    subject="|".join(SUBJECTS),
+
+
+def code(*modules):
+    """Source files of the package modules a rule runs: editing one reruns the rule."""
+    return [f"src/facecover/{m}.py" for m in modules]
+
+
+def raw_scan(wildcards):
+    if config["scans"]["source"] == "synthetic":
+        return f"results/scans/{wildcards.subject}.ply"
+    folder = Path(config["scans"]["dir"])
+    for suffix in SCAN_SUFFIXES:
+        if (folder / f"{wildcards.subject}{suffix}").exists():
+            return str(folder / f"{wildcards.subject}{suffix}")
+    raise WorkflowError(f"scans.dir: no scan for subject '{wildcards.subject}' in '{folder}'")
+
+
+def truth_arg(wildcards):
+    if config["scans"]["source"] == "synthetic":
+        return f"--truth results/truth/{wildcards.subject}.npz"
+    return ""

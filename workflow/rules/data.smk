@@ -1,0 +1,91 @@
+# Data stages: face shape space, synthetic pool and cohort, ingestion, split.
+
+
+rule face_space:
+    output:
+        "results/model/face_space.npz",
+    input:
+        code("template", "shape_space", "render"),
+    params:
+        lb=config["shape_space"]["lb_modes"],
+        detail=config["shape_space"]["detail_modes"],
+    log:
+        "results/logs/face_space.log",
+    shell:
+        "facecover template --lb-modes {params.lb} --detail-modes {params.detail} --out {output} 2> {log}"
+
+
+rule pool:
+    output:
+        "results/pool/identities.npz",
+    input:
+        space="results/model/face_space.npz",
+        code=code("cohort"),
+    params:
+        size=config["cohort"]["pool_size"],
+        seed=config["seed"],
+    log:
+        "results/logs/pool.log",
+    shell:
+        "facecover pool --space {input.space} --count {params.size} --seed {params.seed} --out {output} 2> {log}"
+
+
+rule synthetic_scan:
+    output:
+        scan="results/scans/{subject}.ply",
+        truth="results/truth/{subject}.npz",
+    input:
+        space="results/model/face_space.npz",
+        code=code("cohort"),
+    params:
+        seed=config["seed"],
+        spacing=config["scans"].get("point_spacing_mm", 1.2),
+        noise=config["scans"].get("noise_mm", 0.2),
+        holes=config["scans"].get("holes", 3),
+        radius=" ".join(str(r) for r in config["scans"].get("hole_radius_mm", [2.0, 5.0])),
+        rotation=config["scans"].get("max_rotation_deg", 45),
+    log:
+        "results/logs/synthetic_scan/{subject}.log",
+    shell:
+        "facecover synth-scan --space {input.space} --subject {wildcards.subject} --seed {params.seed}"
+        " --point-spacing-mm {params.spacing} --noise-mm {params.noise} --holes {params.holes}"
+        " --hole-radius-mm {params.radius} --max-rotation-deg {params.rotation}"
+        " --out-scan {output.scan} --out-truth {output.truth} 2> {log}"
+
+
+rule ingest:
+    output:
+        mesh="results/registered/{subject}.ply",
+        report="results/registered/{subject}.json",
+    input:
+        space="results/model/face_space.npz",
+        scan=raw_scan,
+        code=code("ingest", "files"),
+    params:
+        units=config["scans"]["units"],
+        iterations=config["registration"]["fit_iterations"],
+        max_residual=config["registration"]["max_median_residual_mm"],
+        seed=config["seed"],
+        truth=truth_arg,
+    log:
+        "results/logs/ingest/{subject}.log",
+    shell:
+        "facecover ingest --space {input.space} --scan {input.scan} --units {params.units}"
+        " --fit-iterations {params.iterations} --max-median-residual-mm {params.max_residual}"
+        " --seed {params.seed} {params.truth} --out {output.mesh} --report {output.report} 2> {log}"
+
+
+rule split:
+    output:
+        "results/splits.csv",
+    input:
+        code=code("split"),
+    params:
+        subjects=" ".join(SUBJECTS),
+        ratios=" ".join(str(r) for r in config["split"]["ratios"]),
+        seed=config["seed"],
+    log:
+        "results/logs/split.log",
+    shell:
+        "facecover split --subjects {params.subjects} --ratios {params.ratios} --seed {params.seed}"
+        " --out {output} 2> {log}"
