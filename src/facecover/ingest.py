@@ -176,7 +176,9 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray, name: s
         raise FacecoverError(f"{name}: does not look like a face: no face found in a frontal render of the "
                              "rigidly aligned scan")
     points = scene.surface_points(camera, pixels[space["reg_landmark_ids"]])
-    return _apply(pose, points)
+    hit = np.isfinite(points).all(axis=1)
+    points[hit] = _apply(pose, points[hit])
+    return points
 
 
 def template_landmarks(space: dict, V: np.ndarray) -> np.ndarray:

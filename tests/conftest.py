@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan
+from facecover.files import save_mesh
+from facecover.shape_space import build_shape_space
+from facecover.template import build_template
+
+
+@pytest.fixture(scope="session")
+def space() -> dict:
+    """Template + shape space, built once per test session (about 3 s)."""
+    t = build_template()
+    return {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"])}
+
+
+@pytest.fixture(scope="session")
+def uv(space):
+    return disk_parameterization(space["vertices"], space["faces"])
+
+
+@pytest.fixture
+def make_scan(space, uv, tmp_path):
+    """Write a synthetic subject's scan; returns (scan path, true vertices, pose)."""
+
+    def make(subject="subject01", seed=1, settings=ScanSettings(), scale=1.0):
+        rng = person_rng(seed, "cohort", subject)
+        truth = person_vertices(space, rng, with_detail=True)
+        v, f, pose = synthetic_scan(truth, space["faces"], uv, rng, settings)
+        path = tmp_path / f"{subject}.ply"
+        save_mesh(path, v * scale, f)
+        return path, truth, pose
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def space_file(space, tmp_path_factory):
+    from facecover.files import save_npz
+
+    path = tmp_path_factory.mktemp("model") / "face_space.npz"
+    save_npz(path, **space)
+    return path
