@@ -15,7 +15,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 def run_snakemake(workdir: Path, *args, config: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
     if config is not None:
-        cfg = workdir / "config.yaml"
+        cfg = workdir / "test-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
         cmd += ["--configfile", str(cfg)]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
@@ -23,9 +23,13 @@ def run_snakemake(workdir: Path, *args, config: dict | None = None) -> subproces
 
 @pytest.fixture
 def workdir(tmp_path):
-    """A run folder with the workflow's relative paths (workflow/, src/) linked in."""
-    for name in ("workflow", "src", "config.yaml"):
+    """A run folder with the workflow's relative paths (workflow/, src/) linked in.
+
+    The default config.yaml is copied, not linked, so a test can never change the repository's.
+    """
+    for name in ("workflow", "src"):
         (tmp_path / name).symlink_to(ROOT / name)
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     return tmp_path
 
 
