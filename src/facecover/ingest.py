@@ -47,7 +47,7 @@ class RegistrationSettings:
     prior_weight_start: float = 30.0
     prior_weight_end: float = 0.3
     refine_iterations: int = 3
-    refine_smoothness: float = 2.0
+    refine_smoothness: float = 10.0
     point_weight: float = 0.3
     max_median_residual_mm: float = 1.5
     min_inlier_fraction: float = 0.6
