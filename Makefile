@@ -28,7 +28,9 @@ test-slow: install
 	$(BIN)/pytest -q -m slow
 
 bench: install
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/ingest_time.py
+	$(BIN)/python bench/scars_render.py
 
 clean:
 	rm -rf results .snakemake

@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/scars.smk"
 
 
 rule all:
@@ -21,4 +22,6 @@ rule all:
         expand("results/registered/{subject}.ply", subject=SUBJECTS),
         "results/splits.csv",
         "results/pool/identities.npz",
+        expand("results/report/renders/{subject}.png", subject=SUBJECTS),
+        "results/renders/pool",
     default_target: True

@@ -76,6 +76,17 @@ def test_scans_from_a_folder(workdir, make_scan, tmp_path_factory):
     assert res.returncode != 0 and "nowhere" in res.stdout + res.stderr
 
 
+def planned_rules(res: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    import re
+
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
 @pytest.mark.slow
 def test_data_rules_run_end_to_end(workdir):
     import json
@@ -89,8 +100,23 @@ def test_data_rules_run_end_to_end(workdir):
     for s in subjects:
         report = json.loads((workdir / f"results/registered/{s}.json").read_text())
         assert report["truth_vertex_error_mm"]["mean"] <= 1.0
+        assert (workdir / f"results/report/renders/{s}.png").stat().st_size > 1000
+        for variant in ("00", "01"):
+            for view in ("0", "1"):
+                lm = json.loads((workdir / f"results/renders/{s}/{variant}_{view}.json").read_text())
+                assert len(lm["arcface_landmarks_px"]) == 5
+    assert len(list((workdir / "results/renders/pool").glob("*.png"))) == 4 * 2
     split = pd.read_csv(workdir / "results/splits.csv")
     assert sorted(split.subject) == subjects and split.subject.is_unique
+
     # nothing changed -> nothing to do
-    res = run_snakemake(workdir, "-n", config=config)
-    assert "Nothing to be done" in res.stdout + res.stderr
+    assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
+    # a scar parameter reruns scars and what depends on them, nothing upstream
+    config["scars"]["depth_mm"] = [1.5, 4.0]
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "all": 1}, plan
+    # a render parameter reruns rendering (cohort and pool), not the scars
+    config["scars"]["depth_mm"] = [1.0, 4.0]
+    config["render"]["max_yaw_deg"] = 12.0
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan == {"render": 5, "render_pool": 1, "contact_sheet": 5, "all": 1}, plan

@@ -93,6 +93,127 @@ def cmd_split(args) -> None:
         table.to_csv(tmp, index=False)
 
 
+def _settings(cls, text: str | None):
+    """A settings dataclass from a JSON object of config values (lists become tuples)."""
+    import dataclasses
+    import json
+
+    if not text:
+        return cls()
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FacecoverError(f"--settings is not valid JSON: {exc}") from None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise FacecoverError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def cmd_scars(args) -> None:
+    from .cohort import person_rng
+    from .files import load_mesh, save_mesh, save_npz
+    from .scars import ScarSettings, prepare_face, simulate_scars
+
+    space = _space(args.space)
+    settings = _settings(ScarSettings, args.settings)
+    healthy = load_mesh(args.registered)
+    if len(healthy.vertices) != len(space["vertices"]):
+        raise FacecoverError(f"{args.registered}: {len(healthy.vertices)} vertices, expected the template's "
+                             f"{len(space['vertices'])} (is it a registered mesh?)")
+    face = prepare_face(np.asarray(healthy.vertices), space["faces"], space["regions"], settings)
+    out = Path(args.out_dir)
+    for variant in args.variants:
+        result = simulate_scars(face, person_rng(args.seed, "scars", f"{args.subject}/{variant}"), settings)
+        save_npz(out / f"{variant}.npz", **{k: v for k, v in result.items() if k != "vertices"})
+        save_mesh(out / f"{variant}.ply", result["vertices"], space["faces"])
+
+
+def _arcface_points(space: dict, vertices: np.ndarray) -> np.ndarray:
+    from .template import ARCFACE_LANDMARKS
+
+    names = [str(n) for n in space["landmark_names"]]
+    return vertices[[space["landmark_vertices"][names.index(n)] for n in ARCFACE_LANDMARKS]]
+
+
+def _write_views(out: Path, stem: str, views: list[dict]) -> None:
+    from .files import save_json
+    from .render import save_png
+    from .template import ARCFACE_LANDMARKS
+
+    for k, view in enumerate(views):
+        save_png(out / f"{stem}_{k}.png", view["image"])
+        save_json(out / f"{stem}_{k}.json", {
+            "arcface_landmarks_px": view["landmarks_px"].round(3).tolist(),
+            "landmark_names": list(ARCFACE_LANDMARKS),
+            "camera": view["camera"].as_dict(), "lights": view["lights"].tolist(), "pose_deg": view["pose_deg"]})
+
+
+def cmd_render(args) -> None:
+    from tqdm import tqdm
+
+    from .cohort import person_rng
+    from .files import load_mesh
+    from .render import render_views, view_setups
+
+    space = _space(args.space)
+    out = Path(args.out_dir)
+    for variant in tqdm(args.variants, desc=f"render {args.subject}", disable=None):
+        mesh = load_mesh(Path(args.scars_dir) / f"{variant}.ply")
+        v = np.asarray(mesh.vertices)
+        setups = view_setups(person_rng(args.seed, "render", f"{args.subject}/{variant}"), args.views,
+                             args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
+        _write_views(out, variant, render_views(v, space["faces"], _arcface_points(space, v), setups,
+                                                args.size, args.field_mm))
+
+
+def cmd_render_pool(args) -> None:
+    from tqdm import tqdm
+
+    from .cohort import person_rng
+    from .files import load_npz
+    from .render import render_views, view_setups
+
+    space = _space(args.space)
+    pool = load_npz(args.pool)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, v in tqdm(list(zip(pool["names"], pool["vertices"].astype(np.float64))), desc="render pool", disable=None):
+        setups = view_setups(person_rng(args.seed, "render", str(name)), args.views,
+                             args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
+        _write_views(out, str(name), render_views(v, space["faces"], _arcface_points(space, v), setups,
+                                                  args.size, args.field_mm))
+
+
+def cmd_contact_sheet(args) -> None:
+    from PIL import Image
+
+    from .files import load_npz
+    from .render import contact_sheet, save_png
+
+    rows, labels = [], []
+    for variant in args.variants:
+        images = sorted(Path(args.renders_dir).glob(f"{variant}_*.png"), key=lambda p: int(p.stem.split("_")[-1]))
+        if not images:
+            raise FacecoverError(f"{args.renders_dir}: no renders of variant {variant}")
+        rows.append([np.asarray(Image.open(p).convert("L")) for p in images])
+        scars = load_npz(Path(args.scars_dir) / f"{variant}.npz")
+        labels.append(f"{variant}: " + ", ".join(f"{k} {r} {d:+.1f}mm" for k, r, d in zip(
+            scars["scar_kind"], scars["scar_region"], scars["scar_depth_mm"])))
+    save_png(args.out, contact_sheet(rows, labels))
+
+
+def _add_view_args(p) -> None:
+    p.add_argument("--views", type=int, default=3)
+    p.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
+    p.add_argument("--field-mm", type=float, default=230.0, help="scene width covered at the face, mm")
+    p.add_argument("--max-yaw-deg", type=float, default=15.0)
+    p.add_argument("--max-pitch-deg", type=float, default=10.0)
+    p.add_argument("--max-roll-deg", type=float, default=5.0)
+    p.add_argument("--seed", type=int, required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facecover", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +263,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("scars", help="simulate wound variants on a registered face")
+    p.add_argument("--space", required=True)
+    p.add_argument("--registered", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--variants", nargs="+", required=True)
+    p.add_argument("--settings", help="JSON object of scar settings (config 'scars' block)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_scars)
+
+    p = sub.add_parser("render", help="render every injured variant of a subject")
+    p.add_argument("--space", required=True)
+    p.add_argument("--scars-dir", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--variants", nargs="+", required=True)
+    _add_view_args(p)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("render-pool", help="render the clean pool identities")
+    p.add_argument("--space", required=True)
+    p.add_argument("--pool", required=True)
+    _add_view_args(p)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_render_pool)
+
+    p = sub.add_parser("contact-sheet", help="one PNG with every variant and view of a subject")
+    p.add_argument("--renders-dir", required=True)
+    p.add_argument("--scars-dir", required=True)
+    p.add_argument("--variants", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_contact_sheet)
     return parser
 
 

@@ -132,3 +132,64 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 DEFAULT_LIGHTS = np.array([[0.0, 0.3, 1.0], [-0.6, 0.4, 0.8], [0.6, 0.2, 0.8]])
+
+
+def view_setups(rng: np.random.Generator, n_views: int, max_yaw_deg: float = 15.0, max_pitch_deg: float = 10.0,
+                max_roll_deg: float = 5.0, light_jitter: float = 0.35) -> list[dict]:
+    """Pose (yaw, pitch, roll in degrees) and light directions (3, 3) for each view.
+
+    View 0 is frontal under the default lights (the "clean" view); the others
+    get small random pose changes and jittered light directions.
+    """
+    setups = [{"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "lights": DEFAULT_LIGHTS.copy()}]
+    for _ in range(n_views - 1):
+        lights = DEFAULT_LIGHTS + rng.uniform(-light_jitter, light_jitter, DEFAULT_LIGHTS.shape)
+        lights[:, 2] = np.abs(lights[:, 2]) + 0.3  # keep the lights in front of the face
+        setups.append({"yaw": rng.uniform(-max_yaw_deg, max_yaw_deg), "pitch": rng.uniform(-max_pitch_deg, max_pitch_deg),
+                       "roll": rng.uniform(-max_roll_deg, max_roll_deg), "lights": lights})
+    return setups
+
+
+def render_views(vertices: np.ndarray, faces: np.ndarray, landmarks_3d: np.ndarray, setups: list[dict],
+                 size_px: int, field_mm: float, center_mm: np.ndarray | None = None) -> list[dict]:
+    """Render one mesh under several view setups.
+
+    Returns per view: `image` (size, size) uint8, `landmarks_px` (l, 2) pixel
+    positions of `landmarks_3d` (l, 3) mm, `camera` and `lights`.
+    """
+    scene = Scene(vertices, faces)
+    center = np.zeros(3) if center_mm is None else center_mm
+    out = []
+    for s in setups:
+        camera = frontal_camera(center, field_mm, size_px, yaw_deg=s["yaw"], pitch_deg=s["pitch"], roll_deg=s["roll"])
+        out.append({"image": scene.render(camera, s["lights"]), "landmarks_px": project(camera, landmarks_3d),
+                    "camera": camera, "lights": np.asarray(s["lights"]),
+                    "pose_deg": {"yaw": float(s["yaw"]), "pitch": float(s["pitch"]), "roll": float(s["roll"])}})
+    return out
+
+
+def save_png(path, image: np.ndarray) -> None:
+    """Write an image atomically as PNG."""
+    from PIL import Image
+
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], tile_px: int = 192) -> np.ndarray:
+    """RGB image (H, W, 3) tiling grey images, one labelled row per list."""
+    from PIL import Image, ImageDraw
+
+    cols = max(len(r) for r in rows)
+    label_h = 16
+    sheet = Image.new("RGB", (cols * tile_px, len(rows) * (tile_px + label_h)), (30, 30, 30))
+    draw = ImageDraw.Draw(sheet)
+    for i, (row, label) in enumerate(zip(rows, labels)):
+        y = i * (tile_px + label_h)
+        draw.text((4, y + 2), label, fill=(230, 230, 230))
+        for j, img in enumerate(row):
+            tile = Image.fromarray(img).convert("RGB").resize((tile_px, tile_px))
+            sheet.paste(tile, (j * tile_px, y + label_h))
+    return np.asarray(sheet)

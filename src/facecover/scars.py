@@ -42,13 +42,13 @@ class ScarSettings:
     regions: tuple[str, ...] = SCAR_REGIONS
     kind_weights: tuple[float, float, float] = (0.45, 0.35, 0.2)  # round, elongated, severe
     depth_mm: tuple[float, float] = (1.0, 4.0)
-    radius_mm: tuple[float, float] = (5.0, 12.0)
+    radius_mm: tuple[float, float] = (6.0, 14.0)
     length_mm: tuple[float, float] = (15.0, 40.0)
-    width_mm: tuple[float, float] = (3.0, 7.0)
+    width_mm: tuple[float, float] = (4.0, 10.0)
     severe_depth_mm: tuple[float, float] = (3.0, 8.0)
     severe_radius_mm: tuple[float, float] = (10.0, 18.0)
     protrusion_fraction: float = 0.5
-    region_fade_mm: float = 4.0
+    region_fade_mm: float = 6.0
     mask_threshold_mm: float = 0.1
 
 
@@ -92,64 +92,48 @@ def round_scar(graph, centre: int, radius: float, depth: float) -> np.ndarray:
     return depth * bump(geodesic_distance(graph, centre, radius) / radius)
 
 
-def random_curve(vertices: np.ndarray, normals: np.ndarray, start: int, length: float,
+def random_curve(vertices: np.ndarray, normals: np.ndarray, tree: cKDTree, start: int, length: float,
                  rng: np.random.Generator, step: float = 1.0) -> np.ndarray:
-    """Vertex indices along a smooth random curve of `length` mm on the surface, starting at `start`.
+    """Vertex indices along a smooth random curve of about `length` mm through `start`.
 
-    The curve walks in the local tangent plane with a slowly turning heading and
-    snaps each step to the nearest vertex.
+    The curve is drawn in the tangent plane at `start` with a random heading
+    and a gently varying curvature, then snapped to the nearest vertices.
     """
-    tree = cKDTree(vertices)
-    p = vertices[start].copy()
     e1, e2 = _tangent_frame(normals[start])
-    heading = rng.uniform(0, 2 * np.pi)
-    turn = rng.normal(0, 0.03)  # rad per mm: gentle curvature
-    path = [start]
-    direction = np.cos(heading) * e1 + np.sin(heading) * e2
-    for _ in range(int(length / step)):
-        heading += turn * step + rng.normal(0, 0.02)
-        n = normals[path[-1]]
-        e1, e2 = _tangent_frame(n)
-        new_dir = np.cos(heading) * e1 + np.sin(heading) * e2
-        direction = new_dir if new_dir @ direction >= 0 else -new_dir  # keep going forward
-        p = p + step * direction
-        idx = int(tree.query(p)[1])
-        p = vertices[idx] + (p - vertices[idx]) - ((p - vertices[idx]) @ normals[idx]) * normals[idx]
-        if idx != path[-1]:
-            path.append(idx)
-    return np.array(path)
+    s = np.arange(-0.5 * length, 0.5 * length + step, step)
+    curvature = rng.normal(0, 0.02) + rng.normal(0, 0.01) * np.sin(np.pi * s / length + rng.uniform(0, np.pi))
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(curvature * step)
+    heading -= heading[len(s) // 2]  - rng.uniform(0, 2 * np.pi)
+    xy = np.cumsum(np.c_[np.cos(heading), np.sin(heading)] * step, axis=0)
+    xy -= xy[len(s) // 2]
+    points = vertices[start] + xy[:, :1] * e1 + xy[:, 1:] * e2
+    idx = tree.query(points)[1]
+    keep = np.r_[True, np.diff(idx) != 0]
+    return idx[keep]
 
 
-def elongated_scar(graph, vertices, normals, centre: int, length: float, width: float, depth: float,
+def elongated_scar(face: "PreparedFace", centre: int, length: float, width: float, depth: float,
                    rng: np.random.Generator) -> np.ndarray:
     """Height field (n,) of a ridge/groove `width` mm wide along a random curve through `centre`."""
-    half = 0.5 * length
-    a = random_curve(vertices, normals, centre, half, rng)
-    b = random_curve(vertices, normals, centre, half, rng)
-    curve = np.r_[a[::-1], b[1:]]
-    along = np.r_[0, np.cumsum(np.linalg.norm(np.diff(vertices[curve], axis=0), axis=1))]
-    t = along / max(along[-1], 1e-9)  # 0..1 along the curve
+    curve = random_curve(face.vertices, face.normals, face.tree, centre, length, rng)
+    along = np.r_[0, np.cumsum(np.linalg.norm(np.diff(face.vertices[curve], axis=0), axis=1))]
+    t_of_curve_vertex = np.full(len(face.vertices), 0.5)
+    t_of_curve_vertex[curve] = along / max(along[-1], 1e-9)
     reach = 0.5 * width
-    dist, _, source = dijkstra(graph, directed=False, indices=curve, limit=reach, min_only=True,
-                               return_predecessors=True)
-    taper = np.zeros(len(vertices))
+    dist, _, source = dijkstra(face.graph, directed=False, indices=np.unique(curve), limit=reach,
+                               min_only=True, return_predecessors=True)
+    taper = np.zeros(len(face.vertices))
     hit = source >= 0
-    t_of_vertex = _curve_param(curve, t, source[hit])
-    taper[hit] = np.sin(np.pi * np.clip(t_of_vertex, 0, 1)) ** 0.5
+    taper[hit] = np.sqrt(np.sin(np.pi * t_of_curve_vertex[source[hit]]))
     return depth * bump(dist / reach) * taper
 
 
-def _curve_param(curve: np.ndarray, t: np.ndarray, source_vertices: np.ndarray) -> np.ndarray:
-    """Curve parameter of the curve vertex each vertex was reached from."""
-    lookup = dict(zip(curve.tolist(), t.tolist()))
-    return np.array([lookup[s] for s in source_vertices.tolist()])
-
-
-def severe_defect(graph, vertices, normals, centre: int, radius: float, depth: float,
+def severe_defect(face: "PreparedFace", centre: int, radius: float, depth: float,
                   rng: np.random.Generator) -> np.ndarray:
     """Height field (n,) of an irregular crater/mound with wavy outline, opposite rim and lumps."""
+    vertices, normals = face.vertices, face.normals
     reach = 1.5 * radius
-    d = geodesic_distance(graph, centre, reach)
+    d = geodesic_distance(face.graph, centre, reach)
     near = np.isfinite(d)
     e1, e2 = _tangent_frame(normals[centre])
     rel = vertices[near] - vertices[centre]
@@ -161,63 +145,87 @@ def severe_defect(graph, vertices, normals, centre: int, radius: float, depth: f
     s = d[near] / outline
     body = bump(s)
     rim = -0.35 * bump(np.abs(s - 1.05) / 0.25)  # counter-signed lip around the defect
-    lumps = np.zeros(near.sum())
-    for _ in range(rng.integers(2, 5)):
-        c = rng.uniform(-0.6, 0.6, 2) * radius
-        r = rng.uniform(0.15, 0.3) * radius
-        p2 = np.c_[rel @ e1, rel @ e2]
-        lumps += rng.choice([-0.4, 0.4]) * np.exp(-0.5 * np.sum((p2 - c) ** 2, axis=1) / r**2)
+    n_lumps = int(rng.integers(2, 5))
+    centres = rng.uniform(-0.6, 0.6, (n_lumps, 2)) * radius
+    radii = rng.uniform(0.15, 0.3, n_lumps) * radius
+    signs = rng.choice([-0.4, 0.4], n_lumps)
+    p2 = np.c_[rel @ e1, rel @ e2]
+    d2 = np.sum((p2[:, None] - centres[None]) ** 2, axis=2)
+    lumps = (signs * np.exp(-0.5 * d2 / radii**2)).sum(axis=1)
     h = np.zeros(len(vertices))
     h[near] = depth * np.clip(body * (1.0 + lumps) + rim, -1.0, 1.0)
     return h
 
 
-def simulate_scars(vertices: np.ndarray, faces: np.ndarray, regions: np.ndarray, rng: np.random.Generator,
+@dataclass
+class PreparedFace:
+    """What every scar on one face needs, computed once per face."""
+
+    vertices: np.ndarray  # (n, 3) mm
+    normals: np.ndarray  # (n, 3)
+    graph: sp.csr_matrix  # edge lengths, mm
+    tree: cKDTree
+    regions: np.ndarray  # (n,) region ids
+    region_weights: dict  # region name -> (n,) weight in [0, 1]
+
+
+def prepare_face(vertices: np.ndarray, faces: np.ndarray, regions: np.ndarray,
+                 settings: ScarSettings = ScarSettings()) -> PreparedFace:
+    graph = surface_graph(vertices, faces)
+    weights = {r: region_weight(graph, regions, r, settings.region_fade_mm) for r in settings.regions}
+    return PreparedFace(vertices, vertex_normals(vertices, faces), graph, cKDTree(vertices), regions, weights)
+
+
+def one_scar(face: PreparedFace, kind: str, region: str, rng: np.random.Generator,
+             settings: ScarSettings = ScarSettings()) -> tuple[np.ndarray, tuple]:
+    """Height field (n,) mm of one scar of `kind` in `region`, and its (kind, region, centre, size, depth)."""
+    centre = int(rng.choice(np.flatnonzero(face.regions == REGION_ID[region])))
+    sign = 1.0 if rng.random() < settings.protrusion_fraction else -1.0
+    if kind == "round":
+        size, depth = rng.uniform(*settings.radius_mm), sign * rng.uniform(*settings.depth_mm)
+        h = round_scar(face.graph, centre, size, depth)
+    elif kind == "elongated":
+        size, depth = rng.uniform(*settings.length_mm), sign * rng.uniform(*settings.depth_mm)
+        h = elongated_scar(face, centre, size, rng.uniform(*settings.width_mm), depth, rng)
+    else:
+        size, depth = rng.uniform(*settings.severe_radius_mm), sign * rng.uniform(*settings.severe_depth_mm)
+        h = severe_defect(face, centre, size, depth, rng)
+    return h * face.region_weights[region], (kind, region, centre, size, depth)
+
+
+def simulate_scars(face: PreparedFace, rng: np.random.Generator,
                    settings: ScarSettings = ScarSettings()) -> dict[str, np.ndarray]:
-    """Wounds for one injured variant of a face.
+    """Wounds for one injured variant of a prepared face.
 
     Returns `vertices` (n, 3) injured mesh mm, `displacement` (n,) signed mm
     along the normal, `mask` (n,) bool, `region` (n,) template region ids,
     `scar_id` (n,) index of the dominant scar (−1 none), and per-scar arrays
     `scar_kind`, `scar_region`, `scar_centre`, `scar_size_mm`, `scar_depth_mm`.
     """
-    graph = surface_graph(vertices, faces)
-    normals = vertex_normals(vertices, faces)
     n_scars = int(rng.integers(settings.scars_per_variant[0], settings.scars_per_variant[1] + 1))
     weights = np.asarray(settings.kind_weights, float) / np.sum(settings.kind_weights)
     fields, table = [], []
     for _ in range(n_scars):
         region = str(rng.choice(settings.regions))
         kind = str(rng.choice(KINDS, p=weights))
-        candidates = np.flatnonzero(regions == REGION_ID[region])
-        centre = int(rng.choice(candidates))
-        sign = 1.0 if rng.random() < settings.protrusion_fraction else -1.0
-        if kind == "round":
-            size, depth = rng.uniform(*settings.radius_mm), sign * rng.uniform(*settings.depth_mm)
-            h = round_scar(graph, centre, size, depth)
-        elif kind == "elongated":
-            size, depth = rng.uniform(*settings.length_mm), sign * rng.uniform(*settings.depth_mm)
-            h = elongated_scar(graph, vertices, normals, centre, size, rng.uniform(*settings.width_mm), depth, rng)
-        else:
-            size, depth = rng.uniform(*settings.severe_radius_mm), sign * rng.uniform(*settings.severe_depth_mm)
-            h = severe_defect(graph, vertices, normals, centre, size, depth, rng)
-        fields.append(h * region_weight(graph, regions, region, settings.region_fade_mm))
-        table.append((kind, region, centre, size, depth))
+        h, row = one_scar(face, kind, region, rng, settings)
+        fields.append(h)
+        table.append(row)
     fields = np.stack(fields)
+    n = len(face.vertices)
     dominant = np.abs(fields).argmax(axis=0)
-    h = fields[dominant, np.arange(len(vertices))]
+    h = fields[dominant, np.arange(n)]
     mask = np.abs(h) > settings.mask_threshold_mm
     kinds, regs, centres, sizes, depths = zip(*table)
     return {
-        "vertices": vertices + h[:, None] * normals,
+        "vertices": face.vertices + h[:, None] * face.normals,
         "displacement": h,
         "mask": mask,
-        "region": regions.astype(np.int64),
+        "region": face.regions.astype(np.int64),
         "scar_id": np.where(mask, dominant, -1),
         "scar_kind": np.array(kinds),
         "scar_region": np.array(regs),
         "scar_centre": np.array(centres),
         "scar_size_mm": np.array(sizes),
         "scar_depth_mm": np.array(depths),
-        "scar_fields": fields.astype(np.float32),
     }

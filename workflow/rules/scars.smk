@@ -1,0 +1,85 @@
+# Scar simulation and rendering.
+
+import json
+
+VARIANTS = [f"{i:02d}" for i in range(config["scars"]["variants_per_subject"])]
+VIEWS = [str(k) for k in range(config["render"]["views"])]
+SCAR_SETTINGS = {k: v for k, v in config["scars"].items() if k != "variants_per_subject"}
+RENDER = config["render"]
+VIEW_ARGS = (
+    f"--views {RENDER['views']} --size {RENDER['size']} --field-mm {RENDER.get('field_mm', 230.0)}"
+    f" --max-yaw-deg {RENDER.get('max_yaw_deg', 15.0)} --max-pitch-deg {RENDER.get('max_pitch_deg', 10.0)}"
+    f" --max-roll-deg {RENDER.get('max_roll_deg', 5.0)}"
+)
+
+
+rule scars:
+    output:
+        meshes=expand("results/scars/{{subject}}/{variant}.ply", variant=VARIANTS),
+        masks=expand("results/scars/{{subject}}/{variant}.npz", variant=VARIANTS),
+    input:
+        space="results/model/face_space.npz",
+        registered="results/registered/{subject}.ply",
+        code=code("scars"),
+    params:
+        settings=json.dumps(SCAR_SETTINGS, sort_keys=True),
+        variants=" ".join(VARIANTS),
+        seed=config["seed"],
+    log:
+        "results/logs/scars/{subject}.log",
+    shell:
+        "facecover scars --space {input.space} --registered {input.registered} --subject {wildcards.subject}"
+        " --seed {params.seed} --variants {params.variants} --settings {params.settings:q}"
+        " --out-dir results/scars/{wildcards.subject} 2> {log}"
+
+
+rule render:
+    output:
+        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
+        landmarks=expand("results/renders/{{subject}}/{variant}_{view}.json", variant=VARIANTS, view=VIEWS),
+    input:
+        space="results/model/face_space.npz",
+        meshes=expand("results/scars/{{subject}}/{variant}.ply", variant=VARIANTS),
+        code=code("render"),
+    params:
+        view_args=VIEW_ARGS,
+        variants=" ".join(VARIANTS),
+        seed=config["seed"],
+    log:
+        "results/logs/render/{subject}.log",
+    shell:
+        "facecover render --space {input.space} --scars-dir results/scars/{wildcards.subject}"
+        " --subject {wildcards.subject} --variants {params.variants} {params.view_args} --seed {params.seed}"
+        " --out-dir results/renders/{wildcards.subject} 2> {log}"
+
+
+rule render_pool:
+    output:
+        directory("results/renders/pool"),
+    input:
+        space="results/model/face_space.npz",
+        pool="results/pool/identities.npz",
+        code=code("render"),
+    params:
+        view_args=VIEW_ARGS,
+        seed=config["seed"],
+    log:
+        "results/logs/render_pool.log",
+    shell:
+        "facecover render-pool --space {input.space} --pool {input.pool} {params.view_args} --seed {params.seed}"
+        " --out-dir {output} 2> {log}"
+
+
+rule contact_sheet:
+    output:
+        "results/report/renders/{subject}.png",
+    input:
+        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
+        masks=expand("results/scars/{{subject}}/{variant}.npz", variant=VARIANTS),
+    params:
+        variants=" ".join(VARIANTS),
+    log:
+        "results/logs/contact_sheet/{subject}.log",
+    shell:
+        "facecover contact-sheet --renders-dir results/renders/{wildcards.subject}"
+        " --scars-dir results/scars/{wildcards.subject} --variants {params.variants} --out {output} 2> {log}"
