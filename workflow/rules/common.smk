@@ -1,6 +1,12 @@
 # Shared helpers: subject list, stage code files (so code changes rerun their stage).
 
+import os
+import sys
 from pathlib import Path
+
+# Rules call the `facecover` command installed next to the Python running
+# Snakemake (e.g. .venv/bin), also when the venv is not activated.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SCAN_SUFFIXES = (".ply", ".obj", ".stl", ".off")
 
