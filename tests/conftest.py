@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan

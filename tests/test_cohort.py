@@ -1,7 +1,7 @@
 import numpy as np
 import trimesh
 
-from facecover.cohort import ScanSettings, boundary_loop, disk_parameterization
+from facecover.cohort import ScanSettings, boundary_loop
 from facecover.files import load_mesh
 
 

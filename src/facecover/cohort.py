@@ -18,12 +18,11 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import trimesh
 from scipy.spatial import Delaunay, cKDTree
 
-from .render import vertex_normals
+from .meshtools import boundary_loops, graph_laplacian, vertex_normals
 from .shape_space import identity_vertices, sample_coefficients
 
 
@@ -54,28 +53,7 @@ def population(space: dict, seed: int, name: str, count: int, with_detail: bool 
 
 def boundary_loop(faces: np.ndarray) -> np.ndarray:
     """Vertex indices of the longest boundary loop of a triangle mesh, in order."""
-    edges = np.sort(np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
-    uniq, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = uniq[counts == 1]
-    nxt: dict[int, list[int]] = {}
-    for a, b in boundary:
-        nxt.setdefault(int(a), []).append(int(b))
-        nxt.setdefault(int(b), []).append(int(a))
-    loops, seen = [], set()
-    for start in nxt:
-        if start in seen:
-            continue
-        loop, prev, cur = [start], None, start
-        seen.add(start)
-        while True:
-            cand = [n for n in nxt[cur] if n != prev and (n not in seen or (n == start and len(loop) > 2))]
-            if not cand or cand[0] == start:
-                break
-            prev, cur = cur, cand[0]
-            loop.append(cur)
-            seen.add(cur)
-        loops.append(loop)
-    return np.array(max(loops, key=len))
+    return boundary_loops(faces)[0]
 
 
 def disk_parameterization(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -90,10 +68,7 @@ def disk_parameterization(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray
     angle = 2 * np.pi * np.r_[0, np.cumsum(seg)[:-1]] / seg.sum()
     uv = np.zeros((n, 2))
     uv[loop] = np.c_[np.cos(angle), np.sin(angle)]
-    edges = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
-    A = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
-    A = ((A + A.T) > 0).astype(float)
-    lap = sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A
+    lap = graph_laplacian(faces, n)
     interior = np.setdiff1d(np.arange(n), loop)
     lii = lap[interior][:, interior].tocsc()
     rhs = -lap[interior][:, loop] @ uv[loop]

@@ -35,7 +35,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .render import vertex_normals
+from .meshtools import boundary_vertex_mask, graph_laplacian, vertex_normals
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
 
@@ -94,15 +94,6 @@ def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tu
         raise FacecoverError(f"{name}: the scan is {size:.1f} mm across; a face scan is "
                              f"{FACE_SIZE_MM[0]:.0f}-{FACE_SIZE_MM[1]:.0f} mm (check its units)")
     return scale, "m" if scale == 1000.0 else "mm"
-
-
-def boundary_vertex_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
-    """Boolean (n,): vertex lies on a boundary edge (edge used by one triangle)."""
-    edges = np.sort(np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
-    rows = trimesh.grouping.group_rows(edges, require_count=1)
-    mask = np.zeros(n_vertices, bool)
-    mask[edges[rows].ravel()] = True
-    return mask
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -257,18 +248,11 @@ def landmark_pose(space: dict, landmarks: np.ndarray) -> np.ndarray:
     return T
 
 
-def _graph_laplacian(faces: np.ndarray, n: int) -> sp.csr_matrix:
-    edges = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
-    A = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
-    A = ((A + A.T) > 0).astype(float)
-    return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
-
-
 def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: np.ndarray,
                          scan_normals: np.ndarray, scan_boundary: np.ndarray,
                          settings: RegistrationSettings) -> np.ndarray:
     """Move vertices (n, 3) along their normals onto the scan (canonical frame), smoothly."""
-    L = _graph_laplacian(faces, len(vertices))
+    L = graph_laplacian(faces, len(vertices))
     tree = cKDTree(scan_points)
     V = vertices.copy()
     for _ in range(settings.refine_iterations):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
+from .meshtools import vertex_normals
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -120,15 +122,6 @@ class Scene:
         rays = np.c_[np.repeat(origin[None], len(pixels), 0), d_world].astype(np.float32)
         t = self._scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
         return origin + d_world * t[:, None]
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (n, 3)."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)
 
 
 DEFAULT_LIGHTS = np.array([[0.0, 0.3, 1.0], [-0.6, 0.4, 0.8], [0.6, 0.2, 0.8]])

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from .render import vertex_normals
+from .meshtools import edge_graph, vertex_normals
 from .template import REGION_ID
 
 KINDS = ("round", "elongated", "severe")
@@ -50,16 +50,6 @@ class ScarSettings:
     protrusion_fraction: float = 0.5
     region_fade_mm: float = 6.0
     mask_threshold_mm: float = 0.1
-
-
-def surface_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
-    """Symmetric sparse edge-length graph (n, n) of a triangle mesh, mm."""
-    e = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
-    e = np.unique(np.sort(e, axis=1), axis=0)
-    w = np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1)
-    n = len(vertices)
-    g = sp.coo_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n))
-    return g.tocsr()
 
 
 def geodesic_distance(graph: sp.csr_matrix, sources, limit: float) -> np.ndarray:
@@ -171,7 +161,7 @@ class PreparedFace:
 
 def prepare_face(vertices: np.ndarray, faces: np.ndarray, regions: np.ndarray,
                  settings: ScarSettings = ScarSettings()) -> PreparedFace:
-    graph = surface_graph(vertices, faces)
+    graph = edge_graph(vertices, faces)
     weights = {r: region_weight(graph, regions, r, settings.region_fade_mm) for r in settings.regions}
     return PreparedFace(vertices, vertex_normals(vertices, faces), graph, cKDTree(vertices), regions, weights)
 

@@ -98,7 +98,7 @@ def anatomical_modes(vertices: np.ndarray, landmarks: dict[str, int], normals: n
     """
     v = vertices
     L = {name: v[idx] for name, idx in landmarks.items()}
-    half_w, half_h, half_d = np.ptp(v[:, 0]) / 2, np.ptp(v[:, 1]) / 2, np.ptp(v[:, 2]) / 2
+    half_w, half_d = np.ptp(v[:, 0]) / 2, np.ptp(v[:, 2]) / 2
     zeros = np.zeros_like(v)
     modes, sigmas, names = [], [], []
 
@@ -148,7 +148,7 @@ def build_shape_space(vertices: np.ndarray, faces: np.ndarray, landmark_names, l
                       n_lb_modes: int = 40, n_detail_modes: int = 60,
                       lb_sigma_mm: float = 1.5, detail_sigma_mm: float = 0.12) -> dict[str, np.ndarray]:
     """Shape space arrays: `basis` (k, n, 3), `sigma` (k,), `mode_names`, `detail` (m, n, 3), `detail_sigma` (m,)."""
-    from .render import vertex_normals
+    from .meshtools import vertex_normals
 
     normals = vertex_normals(vertices, faces)
     landmarks = dict(zip([str(n) for n in landmark_names], np.asarray(landmark_vertices)))

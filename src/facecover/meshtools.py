@@ -1,0 +1,97 @@
+"""Small mesh helpers shared by the stages (arrays in, arrays out; mm)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import trimesh
+
+
+def edges_of(faces: np.ndarray) -> np.ndarray:
+    """Directed edges (3m, 2) of triangles (m, 3), in face order."""
+    return np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
+
+
+def boundary_edges(faces: np.ndarray) -> np.ndarray:
+    """Directed edges (b, 2) used by exactly one triangle, oriented as in that triangle."""
+    e = edges_of(faces)
+    rows = trimesh.grouping.group_rows(np.sort(e, axis=1), require_count=1)
+    return e[rows]
+
+
+def boundary_loops(faces: np.ndarray, vertices: np.ndarray | None = None) -> list[np.ndarray]:
+    """Ordered vertex loops of the mesh boundary, longest first (by length in mm when vertices are given)."""
+    edges = boundary_edges(faces)
+    if len(edges) == 0:
+        return []
+    nxt = {}
+    for a, b in edges.tolist():
+        nxt.setdefault(a, []).append(b)
+    loops, used = [], set()
+    for start in list(nxt):
+        for first in nxt[start]:
+            if (start, first) in used:
+                continue
+            loop, a, b = [start], start, first
+            used.add((a, b))
+            while b != start:
+                loop.append(b)
+                options = [c for c in nxt.get(b, []) if (b, c) not in used]
+                if not options:
+                    break
+                a, b = b, options[0]
+                used.add((a, b))
+            loops.append(np.array(loop))
+
+    def length(loop):
+        if vertices is None:
+            return len(loop)
+        return float(np.linalg.norm(vertices[np.roll(loop, -1)] - vertices[loop], axis=1).sum())
+
+    return sorted(loops, key=length, reverse=True)
+
+
+def boundary_vertex_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Boolean (n,): vertex lies on a boundary edge."""
+    mask = np.zeros(n_vertices, bool)
+    mask[boundary_edges(faces).ravel()] = True
+    return mask
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (n, 3)."""
+    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    vn = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)
+
+
+def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
+    """Symmetric sparse graph (n, n) of edge lengths in mm."""
+    e = np.unique(np.sort(edges_of(faces), axis=1), axis=0)
+    w = np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1)
+    n = len(vertices)
+    return sp.coo_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)).tocsr()
+
+
+def face_components(faces: np.ndarray) -> np.ndarray:
+    """Connected-component label (m,) of each face (sharing an edge connects)."""
+    mesh = trimesh.Trimesh(faces=faces, vertices=np.zeros((faces.max() + 1, 3)), process=False)
+    return trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(faces))
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop unreferenced vertices; returns vertices, re-indexed faces and the kept vertex ids."""
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[faces], used
+
+
+def graph_laplacian(faces: np.ndarray, n: int) -> sp.csr_matrix:
+    """Uniform (combinatorial) graph Laplacian (n, n): degree minus adjacency."""
+    e = edges_of(faces)
+    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    A = ((A + A.T) > 0).astype(float)
+    return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
