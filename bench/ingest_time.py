@@ -22,7 +22,7 @@ import trimesh
 
 from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan
 from facecover.files import save_mesh
-from facecover.ingest import _apply, ingest_scan, initial_pose, landmark_pose, scan_landmarks
+from facecover.ingest import _apply, ingest_scan, rigid_alignment
 from facecover.shape_space import build_shape_space
 from facecover.template import build_template
 
@@ -68,8 +68,7 @@ def main() -> None:
         truth = person_vertices(space, rng, with_detail=True)
         scan = trimesh.load(tmp / f"{name}.ply", process=False)
         start = time.perf_counter()
-        pose, _ = initial_pose(space["vertices"], np.asarray(scan.vertices), np.random.default_rng(0), 1500)
-        pose = landmark_pose(space, scan_landmarks(space, scan, pose, name))
+        pose, _, _ = rigid_alignment(space, scan, np.random.default_rng(0), 1500, name)
         source = trimesh.Trimesh(_apply(pose, space["vertices"]), space["faces"], process=False)
         warped = trimesh.registration.nricp_amberg(source, scan)
         base_seconds = time.perf_counter() - start

@@ -64,3 +64,12 @@ def test_cli_writes_mesh_and_report(space_file, make_scan, tmp_path):
     data = json.loads(report.read_text())
     assert data["residuals"]["mean_surface_distance_mm"] < 0.3
     assert sorted(p.name for p in out.parent.iterdir()) == ["subject03.json", "subject03.ply"]  # no temp files
+
+
+def test_registration_from_any_orientation(space, make_scan):
+    from facecover.cohort import ScanSettings
+
+    for subject in ("subject20", "subject11"):
+        path, truth, _ = make_scan(subject=subject, seed=7, settings=ScanSettings(max_rotation_deg=180))
+        reg = ingest_scan(path, space)
+        assert np.linalg.norm(reg.vertices - truth, axis=1).mean() <= 1.0

@@ -204,6 +204,83 @@ def cmd_contact_sheet(args) -> None:
     save_png(args.out, contact_sheet(rows, labels))
 
 
+def cmd_watertight(args) -> None:
+    from .files import load_mesh, save_json, save_mesh
+    from .watertight import WatertightSettings, make_watertight
+
+    mesh = load_mesh(args.mesh)
+    v, f, report = make_watertight(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                   WatertightSettings(back_offset_mm=args.back_offset_mm), name=args.mesh)
+    if args.report:
+        save_json(args.report, report)
+    save_mesh(args.out, v, f)
+
+
+def cmd_filling(args) -> None:
+    from .filling import FillingSettings, cover_solid
+    from .files import load_mesh, save_json, save_mesh
+
+    injured, healthy = load_mesh(args.injured), load_mesh(args.healthy)
+    v, f, report = cover_solid(np.asarray(injured.vertices), np.asarray(injured.faces), np.asarray(healthy.vertices),
+                               np.asarray(healthy.faces), _settings(FillingSettings, args.settings), name=args.injured)
+    report.update(injured=args.injured, healthy=args.healthy)
+    if args.report:
+        save_json(args.report, report)
+    save_mesh(args.out, v, f)
+
+
+def cmd_print(args) -> None:
+    import json
+
+    import trimesh
+
+    from .files import atomic_paths, load_mesh, save_json
+    from .printing import (PrinterSettings, check_printable, place_on_bed, printer_dict, slice_with_prusaslicer,
+                           slicer_profile)
+    from .watertight import make_watertight
+
+    printer = _settings(PrinterSettings, args.printer)
+    cover = load_mesh(args.filling)
+    cover_v = place_on_bed(np.asarray(cover.vertices), printer)
+    cover_f = np.asarray(cover.faces)
+    checks = check_printable(cover_v, cover_f, printer, args.min_thickness_mm, name=f"{args.filling} (cover)")
+    injured = load_mesh(args.injured)
+    face_v, face_f, _ = make_watertight(np.asarray(injured.vertices), np.asarray(injured.faces), name=args.injured)
+    face_v = place_on_bed(face_v, printer)
+    face_checks = check_printable(face_v, face_f, printer, 0.0, name=f"{args.injured} (fit-test face)")
+    mesh = trimesh.Trimesh(cover_v, cover_f, process=False)
+    report = {"cover": {"stl": args.out_stl, "volume_mm3": float(mesh.volume),
+                        "bounding_box_mm": mesh.bounds.round(3).tolist(), "checks": checks},
+              "face": {"stl": args.out_face_stl, "checks": face_checks},
+              "printer": printer_dict(printer)}
+    outputs = [args.out_stl, args.out_face_stl, args.out_ini] + ([args.out_gcode] if args.out_gcode else [])
+    with atomic_paths(*outputs) as tmp:  # all files appear together, or none
+        mesh.export(tmp[0], file_type="stl")
+        trimesh.Trimesh(face_v, face_f, process=False).export(tmp[1], file_type="stl")
+        tmp[2].write_text(slicer_profile(printer))
+        if args.out_gcode:
+            estimates = slice_with_prusaslicer(tmp[0].resolve(), tmp[2].resolve(), tmp[3].resolve())
+            report["gcode"] = {"file": args.out_gcode, **estimates}
+    save_json(args.out_json, report)
+    print(json.dumps({"volume_mm3": round(report["cover"]["volume_mm3"], 1), "size_mm": checks["size_mm"],
+                      **report.get("gcode", {})}), file=sys.stderr)
+
+
+def cmd_preview(args) -> None:
+    from .files import load_mesh
+    from .render import DEFAULT_LIGHTS, Scene, frontal_camera, save_png
+
+    face, cover = load_mesh(args.injured), load_mesh(args.filling)
+    v = np.r_[np.asarray(face.vertices), np.asarray(cover.vertices)]
+    f = np.r_[np.asarray(face.faces), np.asarray(cover.faces) + len(face.vertices)]
+    colors = np.r_[np.tile([0.85, 0.85, 0.85], (len(face.faces), 1)), np.tile([0.95, 0.55, 0.15], (len(cover.faces), 1))]
+    scene = Scene(v, f)
+    center = np.asarray(face.vertices).mean(axis=0)
+    images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
+              for yaw in (0.0, 35.0, -35.0)]
+    save_png(args.out, np.hstack(images).astype(np.uint8))
+
+
 def _add_view_args(p) -> None:
     p.add_argument("--views", type=int, default=3)
     p.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
@@ -289,6 +366,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_view_args(p)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_render_pool)
+
+    p = sub.add_parser("watertight", help="remove eyeballs/stray parts, fill holes, close into a solid")
+    p.add_argument("--mesh", required=True)
+    p.add_argument("--back-offset-mm", type=float, default=10.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--report")
+    p.set_defaults(func=cmd_watertight)
+
+    p = sub.add_parser("filling", help="the cover solid between injured skin and healthy face")
+    p.add_argument("--injured", required=True)
+    p.add_argument("--healthy", required=True)
+    p.add_argument("--settings", help="JSON object of filling settings (config 'filling' block)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--report")
+    p.set_defaults(func=cmd_filling)
+
+    p = sub.add_parser("print", help="checked STL on the build plate, slicer profile, report, G-code")
+    p.add_argument("--filling", required=True)
+    p.add_argument("--injured", required=True)
+    p.add_argument("--printer", help="JSON object of printer settings (config 'printer' block)")
+    p.add_argument("--min-thickness-mm", type=float, default=1.0)
+    p.add_argument("--out-stl", required=True)
+    p.add_argument("--out-face-stl", required=True)
+    p.add_argument("--out-ini", required=True)
+    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-gcode", help="slice with PrusaSlicer into this file")
+    p.set_defaults(func=cmd_print)
+
+    p = sub.add_parser("preview", help="PNG of the cover on the injured face")
+    p.add_argument("--injured", required=True)
+    p.add_argument("--filling", required=True)
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("contact-sheet", help="one PNG with every variant and view of a subject")
     p.add_argument("--renders-dir", required=True)

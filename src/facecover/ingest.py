@@ -5,7 +5,7 @@ Pipeline (all mm):
 1. `clean_scan` — largest connected component, no degenerate or duplicate
    triangles, no unreferenced vertices.
 2. `scan_units_scale` — metres vs millimetres from the mesh size.
-3. `initial_pose` — the scan's face-plane normal matched to the template's,
+3. `initial_poses` — the scan's face-plane normal matched to the template's,
    in-plane rotations tried, each refined with trimesh's rigid ICP on
    subsampled points; the lowest residual wins.
 4. `landmark_pose` — MediaPipe landmarks on a frontal render of the roughly
@@ -114,14 +114,16 @@ def _apply(T: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ T[:3, :3].T + T[:3, 3]
 
 
-def initial_pose(template: np.ndarray, scan_points: np.ndarray, rng: np.random.Generator,
-                 n_points: int, in_plane_steps: int = 8) -> tuple[np.ndarray, float]:
-    """Rigid 4×4 template→scan transform and its rms residual (mm).
+def initial_poses(template: np.ndarray, scan_points: np.ndarray, rng: np.random.Generator,
+                  n_points: int, in_plane_steps: int = 8, keep: int = 4) -> list[tuple[float, np.ndarray]]:
+    """The `keep` best rigid 4×4 template→scan candidates as (rms residual mm, transform), best first.
 
     A face's height and breadth have nearly equal variance, so only the
     smallest principal axis (the face-plane normal) is trusted: candidates are
     `in_plane_steps` rotations about it, facing either way; each gets a short
-    trimesh ICP on subsampled points, and the best is refined.
+    trimesh ICP on subsampled points and the best few are refined. Surface fit
+    alone can prefer a face turned by 90°, so the caller checks candidates
+    with landmarks.
     """
     def axes(p):
         c = p.mean(axis=0)
@@ -142,13 +144,16 @@ def initial_pose(template: np.ndarray, scan_points: np.ndarray, rng: np.random.G
             T0[:3, 3] = cs - T0[:3, :3] @ ct
             matrix, _, cost = trimesh.registration.icp(src[::3], dst, initial=T0, max_iterations=15, threshold=1e-4)
             candidates.append((cost, matrix))
-    _, best = min(candidates, key=lambda c: c[0])
-    matrix, _, cost = trimesh.registration.icp(src, dst, initial=best, max_iterations=40, threshold=1e-6)
-    return matrix, float(np.sqrt(cost))
+    candidates.sort(key=lambda c: c[0])
+    refined = []
+    for _, start in candidates[:keep]:
+        matrix, _, cost = trimesh.registration.icp(src, dst, initial=start, max_iterations=40, threshold=1e-6)
+        refined.append((float(np.sqrt(cost)), matrix))
+    return sorted(refined, key=lambda c: c[0])
 
 
-def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray, name: str) -> np.ndarray:
-    """Registration landmarks (l, 3) on the scan, in scan coordinates; NaN where not found.
+def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray) -> np.ndarray | None:
+    """Registration landmarks (l, 3) on the scan, in scan coordinates (NaN where not found), or None without a face.
 
     The scan is brought to canonical pose with the rigid estimate, rendered
     frontally, MediaPipe finds the landmarks, and each is back-projected onto
@@ -164,8 +169,7 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray, name: s
     scene = Scene(canonical, np.asarray(scan.faces))
     pixels = detect_image_landmarks(scene.render(camera, DEFAULT_LIGHTS))
     if pixels is None:
-        raise FacecoverError(f"{name}: does not look like a face: no face found in a frontal render of the "
-                             "rigidly aligned scan")
+        return None
     points = scene.surface_points(camera, pixels[space["reg_landmark_ids"]])
     hit = np.isfinite(points).all(axis=1)
     points[hit] = _apply(pose, points[hit])
@@ -176,6 +180,22 @@ def template_landmarks(space: dict, V: np.ndarray) -> np.ndarray:
     """Registration landmark positions (l, 3) on template-topology vertices V (n, 3)."""
     tri = space["faces"][space["reg_landmark_triangles"]]
     return np.einsum("lk,lkd->ld", space["reg_landmark_barycentric"], V[tri])
+
+
+def rigid_alignment(space: dict, scan: trimesh.Trimesh, rng: np.random.Generator, n_points: int,
+                    name: str = "scan") -> tuple[np.ndarray, np.ndarray, float]:
+    """Template→scan 4×4 pose from landmarks, the scan landmarks (l, 3) and the ICP rms (mm).
+
+    Tries the best surface-ICP orientations in turn until MediaPipe sees a
+    face in a frontal render, then aligns the landmarks (trimmed Kabsch).
+    """
+    candidates = initial_poses(space["vertices"], np.asarray(scan.vertices), rng, n_points)
+    for rigid_rms, pose in candidates:
+        landmarks = scan_landmarks(space, scan, pose)
+        if landmarks is not None:
+            return landmark_pose(space, landmarks), landmarks, rigid_rms
+    raise FacecoverError(f"{name}: does not look like a face: no face found in frontal renders of the scan "
+                         f"in its {len(candidates)} best rigid alignments to the template")
 
 
 def _twist_pose(x: np.ndarray, pose0: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -294,10 +314,8 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
     P = np.asarray(scan.vertices, np.float64)
     Pn = vertex_normals(P, np.asarray(scan.faces))
     boundary = boundary_vertex_mask(np.asarray(scan.faces), len(P))
-    pose, rigid_rms = initial_pose(space["vertices"], P, rng, settings.rigid_points)
+    pose, landmarks, rigid_rms = rigid_alignment(space, scan, rng, settings.rigid_points, name)
     t_rigid = time.perf_counter()
-    landmarks = scan_landmarks(space, scan, pose, name)
-    pose = landmark_pose(space, landmarks)
     z, pose = fit_shape_space(space, P, boundary, pose, settings)
     t_fit = time.perf_counter()
     inv = np.linalg.inv(pose)

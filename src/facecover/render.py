@@ -92,14 +92,17 @@ class Scene:
                 "uv": ans["primitive_uvs"].numpy(), "rays": rays.numpy()}
 
     def render(self, camera: Camera, light_dirs: np.ndarray, ambient: float = 0.15,
-               albedo: float = 0.8, background: int = 0) -> np.ndarray:
-        """Grey shaded image (H, W) uint8: Lambert shading, smooth normals, several lights.
+               albedo: float = 0.8, background: int = 0, face_colors: np.ndarray | None = None) -> np.ndarray:
+        """Shaded image: Lambert shading, smooth normals, several lights.
 
-        `light_dirs` (L, 3) are directions *towards* the lights in world coordinates.
+        Grey (H, W) uint8, or RGB (H, W, 3) when `face_colors` (m, 3) in [0, 1]
+        gives each triangle a colour. `light_dirs` (L, 3) point *towards* the
+        lights in world coordinates.
         """
         hit = self.cast(camera)
         mask = np.isfinite(hit["t_hit"])
-        img = np.full(mask.shape, float(background))
+        shape = mask.shape if face_colors is None else mask.shape + (3,)
+        img = np.full(shape, float(background))
         if mask.any():
             tri = self.faces[hit["triangle"][mask]]
             u, v = hit["uv"][mask, 0], hit["uv"][mask, 1]
@@ -109,7 +112,11 @@ class Scene:
             L = np.asarray(light_dirs, float)
             L = L / np.linalg.norm(L, axis=1, keepdims=True)
             diffuse = np.clip(n @ L.T, 0, None).mean(axis=1)
-            img[mask] = 255.0 * np.clip(ambient + albedo * diffuse, 0, 1)
+            shade = np.clip(ambient + albedo * diffuse, 0, 1)
+            if face_colors is None:
+                img[mask] = 255.0 * shade
+            else:
+                img[mask] = 255.0 * shade[:, None] * np.asarray(face_colors)[hit["triangle"][mask]]
         return np.round(img).astype(np.uint8)
 
     def surface_points(self, camera: Camera, pixels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,193 @@
+"""The cover solid between the injured skin and the healthy face (mm, canonical pose).
+
+`cover_solid(injured, healthy)`:
+
+1. For each injured-skin vertex, the signed distance d (mm) to the healthy
+   surface along a *smoothed* normal (the normal field diffused over about
+   `normal_smoothing_mm`, so rays from the steep walls of a crater do not
+   cross), by ray casting both ways (Open3D) — so the healthy mesh may have
+   any topology (template, FLAME, a watertight solid).
+   d > 0: the healthy face lies above the skin (a depression to fill);
+   d < 0: the skin sticks out (a protrusion to cover).
+2. The wound: |d| > `wound_threshold_mm`. The cover region: the wound grown
+   by `margin_mm` (geodesic) — the band that rests on healthy skin for
+   attachment.
+3. Offset t = max(d, `min_thickness_mm` / cos θ) along the smoothed normal
+   (θ: angle to the skin's own normal, so the wall measured square to the
+   skin is at least the minimum): outer surface = healthy face where it lies
+   above the skin by more than the minimum wall, otherwise the skin offset by
+   the minimum wall (protrusions and the margin band).
+4. The solid: outer patch, reversed inner patch (the injured skin) and a side
+   wall along every boundary loop of the patch. Separate wounds give separate
+   closed parts (all in one file, each where it sits on the face).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+import trimesh
+from scipy.sparse.csgraph import dijkstra
+
+from . import FacecoverError
+from .meshtools import boundary_loops, compact, edge_graph, face_components, vertex_normals
+
+
+@dataclass(frozen=True)
+class FillingSettings:
+    margin_mm: float = 5.0
+    min_thickness_mm: float = 1.0
+    wound_threshold_mm: float = 0.2
+    min_part_area_mm2: float = 20.0  # drop slivers smaller than this
+    max_misalignment_mm: float = 1.0  # median |d| off the wound above this: meshes do not match
+    normal_smoothing_mm: float = 15.0
+
+
+def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np.ndarray,
+                           target_f: np.ndarray, max_mm: float = 50.0) -> np.ndarray:
+    """Signed distance (n,) mm from each point along its normal to the target surface; NaN if no hit."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(target_v.astype(np.float32)), o3d.core.Tensor(target_f.astype(np.uint32)))
+    rays = np.r_[np.c_[points, normals], np.c_[points, -normals]].astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    up, down = t[: len(points)], t[len(points):]
+    d = np.where(up <= down, up, -down)
+    d[~np.isfinite(d) | (np.abs(d) > max_mm)] = np.nan
+    return d
+
+
+def smoothed_normals(vertices: np.ndarray, faces: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Vertex normals (n, 3) diffused over about `radius_mm` (neighbour averaging), unit length."""
+    from .meshtools import graph_laplacian
+
+    normals = vertex_normals(vertices, faces)
+    L = graph_laplacian(faces, len(vertices))
+    degree = L.diagonal()
+    A = (-L).tocsr()
+    A.setdiag(0)
+    edge = np.median(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1))
+    steps = int(np.ceil((radius_mm / max(edge, 1e-6)) ** 2))
+    n = normals
+    for _ in range(steps):
+        n = 0.5 * n + 0.5 * (A @ n) / np.maximum(degree, 1)[:, None]
+        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    return n
+
+
+def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarray, directions: np.ndarray,
+                         min_mm: float, iterations: int = 6) -> np.ndarray:
+    """Outer vertices (n, 3) = inner + offset × direction, pushed out until each is at least
+    `min_mm` from the inner surface (closest-point distance, i.e. the real wall thickness)."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(inner.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    offset = offset.astype(np.float64).copy()
+    for _ in range(iterations):
+        outer = inner + offset[:, None] * directions
+        dist = scene.compute_distance(o3d.core.Tensor(outer.astype(np.float32))).numpy()
+        short = dist < min_mm
+        if not short.any():
+            break
+        offset[short] *= np.minimum(min_mm / np.maximum(dist[short], 1e-3), 2.0)
+    return inner + offset[:, None] * directions
+
+
+def _fill_pinches(faces: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Grow a face selection until no vertex has more than two selected-boundary edges (no bowties)."""
+    for _ in range(20):
+        sub = faces[selected]
+        from .meshtools import boundary_edges
+
+        be = boundary_edges(sub)
+        count = np.bincount(be.ravel(), minlength=faces.max() + 1)
+        pinched = np.flatnonzero(count > 2)
+        if len(pinched) == 0:
+            return selected
+        selected = selected | np.isin(faces, pinched).any(axis=1)
+    return selected
+
+
+def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed solid from a surface patch: outer copy, reversed inner copy, walls on every boundary loop.
+
+    `inner`, `outer` (n, 3) are the same patch vertices at the two surfaces;
+    `faces` (m, 3) are oriented with normals pointing from inner to outer.
+    """
+    n = len(inner)
+    v = np.r_[outer, inner]
+    f = [faces, faces[:, ::-1] + n]
+    for loop in boundary_loops(faces):
+        a, b = loop, np.roll(loop, -1)
+        # boundary edge a -> b is used by an outer face; the wall runs b -> a on top
+        f.append(np.c_[b, a, a + n])
+        f.append(np.c_[b, a + n, b + n])
+    return v, np.concatenate(f)
+
+
+def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
+                settings: FillingSettings = FillingSettings(), name: str = "injured mesh") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³)."""
+    skin_normals = vertex_normals(injured_v, injured_f)
+    normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
+    d = distance_along_normals(injured_v, normals, healthy_v, healthy_f)
+    hit = np.isfinite(d)
+    if hit.mean() < 0.7:
+        raise FacecoverError(f"{name}: only {100 * hit.mean():.0f} % of the injured face lies over the healthy "
+                             "face: the two meshes are not aligned or not at the same scale (both must be mm, canonical pose)")
+    wound = hit & (np.abs(d) > settings.wound_threshold_mm)
+    if not wound.any():
+        raise FacecoverError(f"{name}: no wound: the healthy and injured surfaces agree within "
+                             f"{settings.wound_threshold_mm} mm everywhere")
+    off_wound = np.abs(d[hit & ~wound])
+    if len(off_wound) and np.median(off_wound) > settings.max_misalignment_mm:
+        raise FacecoverError(f"{name}: away from the wound the healthy face is {np.median(off_wound):.2f} mm "
+                             "from the skin (median): the meshes are not aligned or not at the same scale")
+    if wound.mean() > 0.5:
+        raise FacecoverError(f"{name}: {100 * wound.mean():.0f} % of the face differs from the healthy face by "
+                             f"more than {settings.wound_threshold_mm} mm: the meshes are not aligned or not at the same scale")
+    graph = edge_graph(injured_v, injured_f)
+    reach = dijkstra(graph, directed=False, indices=np.flatnonzero(wound), limit=settings.margin_mm, min_only=True)
+    region = np.isfinite(reach)
+    selected = _fill_pinches(injured_f, region[injured_f].all(axis=1))
+    # the wall square to every triangle around a vertex must reach the minimum
+    tri = injured_v[injured_f]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    face_n /= np.linalg.norm(face_n, axis=1, keepdims=True) + 1e-12
+    cos = np.ones(len(injured_v))
+    for k in range(3):
+        np.minimum.at(cos, injured_f[:, k], np.einsum("ij,ij->i", normals[injured_f[:, k]], face_n))
+    cos = np.clip(np.minimum(cos, np.einsum("ij,ij->i", normals, skin_normals)), 0.5, 1.0)
+    min_offset = settings.min_thickness_mm / cos
+    thickness = np.where(hit, np.maximum(d, min_offset), min_offset)
+
+    parts_v, parts_f, parts = [], [], []
+    offset = 0
+    labels = face_components(injured_f[selected]) if selected.any() else np.zeros(0, int)
+    for label in np.unique(labels):
+        pf = injured_f[selected][labels == label]
+        pv, pf_local, ids = compact(injured_v, pf)
+        tri = pv[pf_local]
+        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+        if area < settings.min_part_area_mm2:
+            continue
+        outer = enforce_min_distance(pv, pf_local, thickness[ids], normals[ids], settings.min_thickness_mm)
+        sv, sf = thickened_patch(pv, outer, pf_local)
+        part = trimesh.Trimesh(sv, sf, process=False)
+        parts.append({"area_mm2": float(area), "volume_mm3": float(part.volume),
+                      "max_thickness_mm": float(thickness[ids].max()), "vertices": int(len(ids))})
+        parts_v.append(sv)
+        parts_f.append(sf + offset)
+        offset += len(sv)
+    if not parts:
+        raise FacecoverError(f"{name}: the wound is too small to make a cover part")
+    v, f = np.concatenate(parts_v), np.concatenate(parts_f)
+    report = {
+        "parts": parts,
+        "volume_mm3": float(sum(p["volume_mm3"] for p in parts)),
+        "wound_vertices": int(wound.sum()),
+        "max_depression_mm": float(np.nanmax(np.where(wound, d, 0))),
+        "max_protrusion_mm": float(-np.nanmin(np.where(wound, d, 0))),
+        "settings": settings.__dict__,
+    }
+    return v, f, report

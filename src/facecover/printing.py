@@ -1,0 +1,189 @@
+"""Printable STL, checks, PrusaSlicer profile and G-code for a cover (mm).
+
+The printer is an Elegoo Neptune 4 Pro (bed 225 × 225 mm, height 265 mm,
+0.4 mm nozzle, 1.75 mm filament, Klipper firmware) printing PLA at 210 °C
+nozzle, 60 °C bed, 120 mm/s and 0.2 mm layers (values from config).
+PrusaSlicer 2.5 has no Klipper flavour: Marlin G-code with relative E and a
+``G92 E0`` per layer is what Klipper accepts.
+
+A part is placed face-side up (the canonical +z of the face points up, the
+skin side down on supports), centred on the bed with its lowest point at
+z = 0, and checked before anything is written: watertight, consistently
+wound, every part of positive volume, minimum wall thickness, and inside the
+bed minus a skirt margin. PrusaSlicer is not trusted for these: it does not
+check the height, aborts on parts wider than the bed and silently repairs
+small holes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import trimesh
+
+from . import FacecoverError
+from .meshtools import face_components
+
+
+@dataclass(frozen=True)
+class PrinterSettings:
+    bed_x_mm: float = 225.0
+    bed_y_mm: float = 225.0
+    max_height_mm: float = 265.0
+    skirt_margin_mm: float = 10.0
+    nozzle_diameter_mm: float = 0.4
+    filament_diameter_mm: float = 1.75
+    filament_type: str = "PLA"
+    filament_density_g_cm3: float = 1.24
+    nozzle_temperature_c: int = 210
+    bed_temperature_c: int = 60
+    print_speed_mm_s: float = 120.0
+    travel_speed_mm_s: float = 200.0
+    layer_height_mm: float = 0.2
+    perimeters: int = 2
+    fill_density_percent: int = 20
+    support_material: bool = True
+
+
+def place_on_bed(vertices: np.ndarray, printer: PrinterSettings) -> np.ndarray:
+    """Translate so the part is centred on the bed with its lowest point at z = 0."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    shift = np.array([printer.bed_x_mm / 2, printer.bed_y_mm / 2, 0.0]) - np.r_[(lo[:2] + hi[:2]) / 2, lo[2]]
+    return vertices + shift
+
+
+def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000, seed: int = 0) -> np.ndarray:
+    """Local wall thickness (k,) mm at sampled surface points: distance along the inward normal to the far side.
+
+    Only rays leaving through a roughly opposite-facing surface count, so
+    a ray that grazes out through a part's rim is not taken for a thin wall.
+    """
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    points, face_idx = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    inward = -mesh.face_normals[face_idx]
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    rays = np.c_[points + 1e-3 * inward, inward].astype(np.float32)
+    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    t = hit["t_hit"].numpy()
+    ok = np.isfinite(t)
+    exit_normal = mesh.face_normals[np.where(ok, hit["primitive_ids"].numpy().astype(np.int64), 0)]
+    across = ok & (np.einsum("ij,ij->i", exit_normal, inward) > 0.7)
+    return t[across] + 1e-3
+
+
+def check_printable(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSettings, min_thickness_mm: float,
+                    name: str) -> dict:
+    """Raise FacecoverError naming `name` unless the placed part can be printed; return the checks."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    size = mesh.extents
+    checks = {"watertight": bool(mesh.is_watertight), "winding_consistent": bool(mesh.is_winding_consistent)}
+    if not checks["watertight"] or not checks["winding_consistent"]:
+        raise FacecoverError(f"{name}: not a closed manifold solid (watertight={checks['watertight']}, "
+                             f"consistent winding={checks['winding_consistent']})")
+    labels = face_components(np.asarray(faces))
+    volumes = [trimesh.Trimesh(vertices, faces[labels == k], process=False).volume for k in np.unique(labels)]
+    checks["part_volumes_mm3"] = [float(v) for v in volumes]
+    if min(volumes) <= 0:
+        raise FacecoverError(f"{name}: a part has non-positive volume ({min(volumes):.2f} mm³): inside-out or flat")
+    # sampled wall thickness; part rims and sharp ridges give a few short rays
+    # that are not walls, so the 5th percentile is what must reach the minimum
+    thick = wall_thickness(vertices, faces)
+    checks["wall_thickness_p5_mm"] = float(np.percentile(thick, 5)) if len(thick) else 0.0
+    if min_thickness_mm > 0 and checks["wall_thickness_p5_mm"] < 0.9 * min_thickness_mm:
+        raise FacecoverError(f"{name}: walls as thin as {checks['wall_thickness_p5_mm']:.2f} mm "
+                             f"(5th percentile; minimum {min_thickness_mm} mm)")
+    room = np.array([printer.bed_x_mm - 2 * printer.skirt_margin_mm, printer.bed_y_mm - 2 * printer.skirt_margin_mm,
+                     printer.max_height_mm])
+    checks["size_mm"] = size.round(2).tolist()
+    checks["fits_printer"] = bool((size <= room).all())
+    if not checks["fits_printer"]:
+        raise FacecoverError(f"{name}: the part is {size[0]:.1f} × {size[1]:.1f} × {size[2]:.1f} mm; the printer "
+                             f"takes {room[0]:.0f} × {room[1]:.0f} × {room[2]:.0f} mm (bed minus skirt margin)")
+    return checks
+
+
+def slicer_profile(printer: PrinterSettings) -> str:
+    """PrusaSlicer 2.5 .ini for the printer and material."""
+    p = printer
+    speed = p.print_speed_mm_s
+    values = {
+        "bed_shape": f"0x0,{p.bed_x_mm:g}x0,{p.bed_x_mm:g}x{p.bed_y_mm:g},0x{p.bed_y_mm:g}",
+        "max_print_height": p.max_height_mm,
+        "nozzle_diameter": p.nozzle_diameter_mm,
+        "filament_diameter": p.filament_diameter_mm,
+        "filament_type": p.filament_type,
+        "filament_density": p.filament_density_g_cm3,
+        "temperature": p.nozzle_temperature_c,
+        "first_layer_temperature": p.nozzle_temperature_c,
+        "bed_temperature": p.bed_temperature_c,
+        "first_layer_bed_temperature": p.bed_temperature_c,
+        "layer_height": p.layer_height_mm,
+        "first_layer_height": p.layer_height_mm,
+        "perimeters": p.perimeters,
+        "fill_density": f"{p.fill_density_percent}%",
+        "perimeter_speed": speed,
+        "external_perimeter_speed": speed,
+        "infill_speed": speed,
+        "solid_infill_speed": speed,
+        "top_solid_infill_speed": speed,
+        "support_material_speed": speed,
+        "first_layer_speed": min(speed, 30),
+        "travel_speed": p.travel_speed_mm_s,
+        "support_material": int(p.support_material),
+        "skirts": 1,
+        "skirt_distance": 3,
+        "gcode_flavor": "marlin",
+        "use_relative_e_distances": 1,
+        "layer_gcode": "G92 E0",
+        "start_gcode": f"G28\\nM190 S{p.bed_temperature_c}\\nM109 S{p.nozzle_temperature_c}\\nG92 E0",
+        "end_gcode": "M104 S0\\nM140 S0\\nG28 X\\nM84",
+    }
+    lines = ["# facecover PrusaSlicer 2.5 profile: Elegoo Neptune 4 Pro (Klipper; Marlin-flavoured G-code), PLA"]
+    lines += [f"{k} = {v}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_gcode_estimates(gcode: str) -> dict:
+    """Print time (s) and filament (g) from PrusaSlicer's closing comment lines."""
+    out = {}
+    m = re.search(r"^; estimated printing time \(normal mode\) = (.+)$", gcode, re.M)
+    if m:
+        text = m.group(1).strip()
+        units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+        out["print_time"] = text
+        out["print_time_s"] = int(sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", text)))
+    m = re.search(r"^; (?:total )?filament used \[g\] = ([\d.]+)", gcode, re.M)
+    if m:
+        out["filament_g"] = float(m.group(1))
+    return out
+
+
+def slice_with_prusaslicer(stl: Path, ini: Path, gcode: Path, slicer: str = "prusa-slicer",
+                           timeout_s: float = 600) -> dict:
+    """Run PrusaSlicer's CLI (absolute paths) into `gcode`; return its estimates."""
+    if shutil.which(slicer) is None:
+        raise FacecoverError(f"{slicer}: not found on PATH (install prusa-slicer or set printer gcode: never)")
+    with tempfile.TemporaryDirectory() as work:
+        cmd = [slicer, "--loglevel", "1", "--config-compatibility", "disable", "--load", str(ini),
+               "--support-material", "--export-gcode", "-o", str(gcode), str(stl)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=work,
+                                 stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise FacecoverError(f"{stl}: PrusaSlicer did not finish in {timeout_s:.0f} s") from None
+    if res.returncode != 0 or not gcode.exists() or gcode.stat().st_size == 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        raise FacecoverError(f"{stl}: PrusaSlicer failed (exit {res.returncode}): {' | '.join(tail)}")
+    return parse_gcode_estimates(gcode.read_text(errors="replace"))
+
+
+def printer_dict(printer: PrinterSettings) -> dict:
+    return asdict(printer)
