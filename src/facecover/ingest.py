@@ -50,6 +50,7 @@ class RegistrationSettings:
     refine_smoothness: float = 10.0
     point_weight: float = 0.3
     max_median_residual_mm: float = 1.5
+    max_shape_z2: float = 4.0  # mean squared standard-normal shape coefficient; faces of the space give ≈ 1
     min_inlier_fraction: float = 0.6
     seed: int = 0
 
@@ -288,6 +289,11 @@ def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: n
     return V
 
 
+def _median_finite(values: np.ndarray) -> float | None:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else None
+
+
 def surface_residuals(vertices: np.ndarray, scan_points: np.ndarray, scan_normals: np.ndarray,
                       scan_boundary: np.ndarray) -> dict:
     """Template→scan point-to-plane distances (mm) over vertices that see the scan."""
@@ -324,6 +330,11 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
     V = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
     t_end = time.perf_counter()
     residuals = surface_residuals(V, Pc, Pnc, boundary)
+    z2 = float(np.mean(z**2))
+    if z2 > settings.max_shape_z2:
+        raise FacecoverError(
+            f"{name}: does not look like a face: fitting it needs an implausible face shape (mean squared "
+            f"shape coefficient {z2:.1f}, limit {settings.max_shape_z2}; faces give about 1)")
     if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
             or residuals["inlier_fraction"] < settings.min_inlier_fraction):
         raise FacecoverError(
@@ -335,8 +346,8 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         "residuals": residuals,
         "rigid_initial_rms_mm": rigid_rms,
         "landmarks_found": int(np.isfinite(landmarks).all(axis=1).sum()),
-        "landmark_residual_mm": float(np.nanmean(np.linalg.norm(
-            template_landmarks(space, _apply(pose, V)) - landmarks, axis=1))),
+        "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, _apply(pose, V)) - landmarks, axis=1)),
+        "shape_mean_z2": z2,
         "shape_coefficients": z.tolist(),
         "seconds": {"rigid": t_rigid - t0, "shape_fit": t_fit - t_rigid, "refine": t_end - t_fit, "total": t_end - t0},
     }
