@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/ingest_time.py
 	$(BIN)/python bench/scars_render.py
+	$(BIN)/python bench/covers.py
 
 clean:
 	rm -rf results .snakemake

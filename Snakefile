@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scars.smk"
+include: "workflow/rules/covers.smk"
 
 
 rule all:
@@ -24,4 +25,6 @@ rule all:
         "results/pool/identities.npz",
         expand("results/report/renders/{subject}.png", subject=SUBJECTS),
         "results/renders/pool",
+        expand("results/covers_reference/prints/{subject}.stl", subject=SUBJECTS),
+        expand("results/report/covers_reference/{subject}.png", subject=SUBJECTS),
     default_target: True

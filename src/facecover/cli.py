@@ -241,12 +241,12 @@ def cmd_print(args) -> None:
 
     printer = _settings(PrinterSettings, args.printer)
     cover = load_mesh(args.filling)
-    cover_v = place_on_bed(np.asarray(cover.vertices), printer)
     cover_f = np.asarray(cover.faces)
+    cover_v = place_on_bed(np.asarray(cover.vertices), cover_f, printer)
     checks = check_printable(cover_v, cover_f, printer, args.min_thickness_mm, name=f"{args.filling} (cover)")
     injured = load_mesh(args.injured)
     face_v, face_f, _ = make_watertight(np.asarray(injured.vertices), np.asarray(injured.faces), name=args.injured)
-    face_v = place_on_bed(face_v, printer)
+    face_v = place_on_bed(face_v, face_f, printer)
     face_checks = check_printable(face_v, face_f, printer, 0.0, name=f"{args.injured} (fit-test face)")
     mesh = trimesh.Trimesh(cover_v, cover_f, process=False)
     report = {"cover": {"stl": args.out_stl, "volume_mm3": float(mesh.volume),

@@ -154,3 +154,27 @@ def _triangle_ok(points: np.ndarray, tri: np.ndarray, max_edge: float) -> np.nda
     p = points[tri]
     edges = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2)
     return edges.max(axis=1) < max_edge
+
+
+def flame_structured_head(space: dict, vertices: np.ndarray) -> trimesh.Trimesh:
+    """A test head with FLAME's structure from a face (n, 3) mm: closed with a flat back, a mouth
+    opening, a round "neck" opening in the back, and two separate closed eyeball shells (546 vertices
+    each, like FLAME's) behind the eyes."""
+    from .watertight import make_watertight
+
+    v, f, _ = make_watertight(vertices, space["faces"])
+    mesh = trimesh.Trimesh(v, f, process=False)
+    names = [str(n) for n in space["landmark_names"]]
+    lm = {n: vertices[space["landmark_vertices"][names.index(n)]] for n in names}
+    centres = mesh.triangles_center
+    lips = mesh.nearest.on_surface([0.5 * (lm["mouth_left"] + lm["mouth_right"])])[0][0]
+    mouth = np.linalg.norm(centres - lips, axis=1) < 8.0
+    neck = np.linalg.norm(centres - [0.0, v[:, 1].min() + 50.0, v[:, 2].min()], axis=1) < 25.0
+    head = trimesh.Trimesh(v, f[~(mouth | neck)], process=False)
+    head.remove_unreferenced_vertices()
+    parts = [head]
+    for eye in ("eye_left", "eye_right"):
+        ball = trimesh.creation.uv_sphere(radius=12.0, count=[10, 34])  # 546 vertices, like FLAME
+        ball.apply_translation(lm[eye] - [0, 0, 10.0])
+        parts.append(ball)
+    return trimesh.util.concatenate(parts)

@@ -12,11 +12,14 @@
 2. The wound: |d| > `wound_threshold_mm`. The cover region: the wound grown
    by `margin_mm` (geodesic) — the band that rests on healthy skin for
    attachment.
-3. Offset t = max(d, `min_thickness_mm` / cos θ) along the smoothed normal
-   (θ: angle to the skin's own normal, so the wall measured square to the
-   skin is at least the minimum): outer surface = healthy face where it lies
-   above the skin by more than the minimum wall, otherwise the skin offset by
-   the minimum wall (protrusions and the margin band).
+3. Outer surface = the healthy face where it lies above the skin by more
+   than the minimum wall (the ray hit), otherwise the skin offset by the
+   minimum wall along its own normal (protrusions and the margin band),
+   blended over a narrow band (30 % of the minimum wall); a last pass pushes
+   out any outer vertex closer than the minimum to the skin (concave spots).
+   The skin is subdivided once first (midpoints, so its shape is unchanged):
+   a wall that holds at the vertices then also holds inside triangles over
+   small, sharply curved lumps.
 4. The solid: outer patch, reversed inner patch (the injured skin) and a side
    wall along every boundary loop of the patch. Separate wounds give separate
    closed parts (all in one file, each where it sits on the face).
@@ -32,7 +35,7 @@ import trimesh
 from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
-from .meshtools import boundary_loops, compact, edge_graph, face_components, vertex_normals
+from .meshtools import boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components, vertex_normals
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class FillingSettings:
     min_part_area_mm2: float = 20.0  # drop slivers smaller than this
     max_misalignment_mm: float = 1.0  # median |d| off the wound above this: meshes do not match
     normal_smoothing_mm: float = 15.0
+    subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
 
 
 def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np.ndarray,
@@ -50,10 +54,19 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np
     """Signed distance (n,) mm from each point along its normal to the target surface; NaN if no hit."""
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(target_v.astype(np.float32)), o3d.core.Tensor(target_f.astype(np.uint32)))
-    rays = np.r_[np.c_[points, normals], np.c_[points, -normals]].astype(np.float32)
-    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    # Start each ray a little behind its point and nudge it sideways by 1 µm:
+    # a ray through a point exactly on a triangle edge of the target (e.g. a
+    # midpoint of a subdivided copy of it) can slip between the triangles.
+    back = 0.5
+    side = np.cross(normals, [0.5773, 0.5774, 0.5774])
+    side /= np.linalg.norm(side, axis=1, keepdims=True) + 1e-12
+    origin = points + 1e-3 * side
+    rays = np.r_[np.c_[origin - back * normals, normals], np.c_[origin + back * normals, -normals]].astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy() - back
     up, down = t[: len(points)], t[len(points):]
-    d = np.where(up <= down, up, -down)
+    up[up < -back + 1e-6] = np.inf
+    down[down < -back + 1e-6] = np.inf
+    d = np.where(np.abs(up) <= np.abs(down), up, -down)
     d[~np.isfinite(d) | (np.abs(d) > max_mm)] = np.nan
     return d
 
@@ -128,9 +141,12 @@ def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray) -> 
 def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
                 settings: FillingSettings = FillingSettings(), name: str = "injured mesh") -> tuple[np.ndarray, np.ndarray, dict]:
     """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³)."""
+    for _ in range(settings.subdivisions):
+        injured_v, injured_f = trimesh.remesh.subdivide(injured_v, injured_f)
     skin_normals = vertex_normals(injured_v, injured_f)
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
     d = distance_along_normals(injured_v, normals, healthy_v, healthy_f)
+    d[boundary_vertex_mask(injured_f, len(injured_v))] = np.nan  # the face outline: no wound measured there
     hit = np.isfinite(d)
     if hit.mean() < 0.7:
         raise FacecoverError(f"{name}: only {100 * hit.mean():.0f} % of the injured face lies over the healthy "
@@ -150,16 +166,17 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     reach = dijkstra(graph, directed=False, indices=np.flatnonzero(wound), limit=settings.margin_mm, min_only=True)
     region = np.isfinite(reach)
     selected = _fill_pinches(injured_f, region[injured_f].all(axis=1))
-    # the wall square to every triangle around a vertex must reach the minimum
-    tri = injured_v[injured_f]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    face_n /= np.linalg.norm(face_n, axis=1, keepdims=True) + 1e-12
-    cos = np.ones(len(injured_v))
-    for k in range(3):
-        np.minimum.at(cos, injured_f[:, k], np.einsum("ij,ij->i", normals[injured_f[:, k]], face_n))
-    cos = np.clip(np.minimum(cos, np.einsum("ij,ij->i", normals, skin_normals)), 0.5, 1.0)
-    min_offset = settings.min_thickness_mm / cos
-    thickness = np.where(hit, np.maximum(d, min_offset), min_offset)
+    # Where the cover only keeps the minimum wall (protrusions, margin band) its
+    # outer surface is a true offset of the skin along the skin's own normal;
+    # where it fills a depression deeper than that, it is the healthy face (the
+    # ray hit along the smoothed normal). Positions blend over a narrow band.
+    t_min = settings.min_thickness_mm
+    fill = np.where(hit, np.clip((d - t_min) / (0.3 * t_min), 0.0, 1.0), 0.0)
+    w = (fill * fill * (3 - 2 * fill))[:, None]
+    outer_all = injured_v + w * np.nan_to_num(d)[:, None] * normals + (1 - w) * t_min * skin_normals
+    offset_all = outer_all - injured_v
+    thickness = np.linalg.norm(offset_all, axis=1)
+    directions = offset_all / thickness[:, None]
 
     parts_v, parts_f, parts = [], [], []
     offset = 0
@@ -171,7 +188,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
         if area < settings.min_part_area_mm2:
             continue
-        outer = enforce_min_distance(pv, pf_local, thickness[ids], normals[ids], settings.min_thickness_mm)
+        outer = enforce_min_distance(pv, pf_local, thickness[ids], directions[ids], settings.min_thickness_mm)
         sv, sf = thickened_patch(pv, outer, pf_local)
         part = trimesh.Trimesh(sv, sf, process=False)
         parts.append({"area_mm2": float(area), "volume_mm3": float(part.volume),

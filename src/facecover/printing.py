@@ -52,8 +52,14 @@ class PrinterSettings:
     support_material: bool = True
 
 
-def place_on_bed(vertices: np.ndarray, printer: PrinterSettings) -> np.ndarray:
-    """Translate so the part is centred on the bed with its lowest point at z = 0."""
+def place_on_bed(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSettings) -> np.ndarray:
+    """Drop every separate part onto the bed (its lowest point at z = 0), keeping their layout
+    as seen from above, and centre the whole set on the bed."""
+    vertices = vertices.copy()
+    labels = face_components(faces)
+    for k in np.unique(labels):
+        ids = np.unique(faces[labels == k])
+        vertices[ids, 2] -= vertices[ids, 2].min()
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     shift = np.array([printer.bed_x_mm / 2, printer.bed_y_mm / 2, 0.0]) - np.r_[(lo[:2] + hi[:2]) / 2, lo[2]]
     return vertices + shift

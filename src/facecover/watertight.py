@@ -97,7 +97,7 @@ def make_watertight(vertices: np.ndarray, faces: np.ndarray, settings: Watertigh
             v, f = extrude_rim_to_back_plane(v, f, rim, v[:, 2].min() - settings.back_offset_mm)
             report["closed_with_back_plane"] = True
     v, f = fill_holes(v, f)
-    mesh = trimesh.Trimesh(v, f, process=True)
+    mesh = trimesh.Trimesh(v, f, process=False)  # merging MeshFix's coincident vertices breaks manifoldness
     trimesh.repair.fix_normals(mesh)
     if not (mesh.is_watertight and mesh.is_winding_consistent):
         raise FacecoverError(f"{name}: could not close the mesh into a watertight solid "

@@ -1,0 +1,157 @@
+"""Mesh-to-print stages: watertight, filling (reference cover) and print."""
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.sparse.csgraph import dijkstra
+
+from facecover import FacecoverError
+from facecover.cli import main
+from facecover.cohort import flame_structured_head, person_rng, person_vertices
+from facecover.files import save_mesh
+from facecover.filling import FillingSettings, _fill_pinches, cover_solid, enforce_min_distance, thickened_patch
+from facecover.meshtools import boundary_loops, compact, edge_graph, vertex_normals
+from facecover.printing import PrinterSettings, check_printable, place_on_bed, slicer_profile
+from facecover.scars import one_scar, prepare_face
+from facecover.watertight import make_watertight
+
+
+@pytest.fixture(scope="module")
+def healthy(space):
+    return person_vertices(space, person_rng(3, "cohort", "subject07"), with_detail=True)
+
+
+@pytest.fixture(scope="module")
+def healthy_solid(space, healthy):
+    return make_watertight(healthy, space["faces"])
+
+
+def test_flame_structured_mesh_becomes_watertight_without_eyeballs(space, healthy):
+    mesh = flame_structured_head(space, healthy)
+    assert len(boundary_loops(np.asarray(mesh.faces))) == 2  # mouth and neck
+    v, f, report = make_watertight(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    solid = trimesh.Trimesh(v, f, process=False)
+    assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
+    assert report["components"] == 3 and report["dropped_vertices"] == 2 * 546
+    assert solid.body_count == 1
+
+
+def test_open_face_closes_with_a_flat_back(space, healthy_solid, healthy):
+    v, f, report = healthy_solid
+    assert report["closed_with_back_plane"]
+    assert np.isclose(v[:, 2].min(), healthy[:, 2].min() - 10.0)
+    assert trimesh.Trimesh(v, f, process=False).is_watertight
+
+
+def reference_volume(injured, faces, healthy, displacement, settings):
+    """Volume of the cover built from the simulation's own correspondence: the healthy face (known
+    vertex for vertex) where the skin lies deeper than the minimum wall, else the minimum wall along the
+    skin normal, with the same closest-distance guarantee for the wall. No ray casting, no smoothing.
+    Built at the cover's resolution (the skin subdivided the same way, displacement interpolated)."""
+    for _ in range(settings.subdivisions):
+        both = np.c_[injured, healthy, displacement]
+        both, faces = trimesh.remesh.subdivide(both, faces)
+        injured, healthy, displacement = both[:, :3], both[:, 3:6], both[:, 6]
+    wound = np.abs(displacement) > settings.wound_threshold_mm
+    reach = dijkstra(edge_graph(injured, faces), directed=False, indices=np.flatnonzero(wound),
+                     limit=settings.margin_mm, min_only=True)
+    selected = _fill_pinches(faces, np.isfinite(reach)[faces].all(axis=1))
+    pv, pf, ids = compact(injured, faces[selected])
+    fill = -displacement[ids] > settings.min_thickness_mm
+    offset = np.where(fill[:, None], -displacement[ids][:, None] * vertex_normals(healthy, faces)[ids],
+                      settings.min_thickness_mm * vertex_normals(injured, faces)[ids])
+    length = np.linalg.norm(offset, axis=1)
+    outer = enforce_min_distance(pv, pf, length, offset / length[:, None], settings.min_thickness_mm)
+    sv, sf = thickened_patch(pv, outer, pf)
+    return trimesh.Trimesh(sv, sf, process=False).volume
+
+
+@pytest.mark.parametrize("kind, region, sign", [
+    ("round", "cheek_left", -1), ("round", "forehead", -1), ("elongated", "cheek_right", -1),
+    ("round", "chin", +1), ("elongated", "forehead", +1)])
+def test_reference_cover_matches_the_simulated_wound(space, healthy, healthy_solid, kind, region, sign):
+    settings = FillingSettings()
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    for seed in range(20):  # find a wound of the requested sign
+        h, (_, _, _, _, depth) = one_scar(face, kind, region, np.random.default_rng(seed))
+        if np.sign(depth) == sign and np.abs(h).max() > 1.5:
+            break
+    injured = healthy + h[:, None] * face.normals
+    v, f, report = cover_solid(injured, space["faces"], *healthy_solid[:2], settings)
+    solid = trimesh.Trimesh(v, f, process=False)
+    assert solid.is_watertight and solid.is_winding_consistent
+    expected = reference_volume(injured, space["faces"], healthy, h, settings)
+    assert solid.volume == pytest.approx(expected, rel=0.02)
+    between = np.clip(-h, 0, None)
+    if sign < 0:
+        assert report["max_depression_mm"] == pytest.approx(between.max(), abs=0.15)
+
+
+def test_no_wound_and_misaligned_meshes_are_errors(space, healthy, healthy_solid):
+    v, f, _ = healthy_solid
+    with pytest.raises(FacecoverError, match="no wound"):
+        cover_solid(healthy, space["faces"], v, f)
+    with pytest.raises(FacecoverError, match="not aligned or not at the same scale"):
+        cover_solid(healthy, space["faces"], v * 0.001, f)
+    with pytest.raises(FacecoverError, match="not aligned or not at the same scale"):
+        cover_solid(healthy * 1.1, space["faces"], v, f)
+
+
+def test_print_checks(space, healthy):
+    printer = PrinterSettings()
+    box = trimesh.creation.box(extents=(20, 20, 5))
+    placed = place_on_bed(np.asarray(box.vertices), np.asarray(box.faces), printer)
+    checks = check_printable(placed, np.asarray(box.faces), printer, 1.0, "box")
+    assert checks["fits_printer"] and np.isclose(placed[:, 2].min(), 0) and np.allclose(placed[:, :2].mean(0), 112.5)
+    big = trimesh.creation.box(extents=(230, 20, 5))
+    with pytest.raises(FacecoverError, match=r"big.*230\.0 × 20\.0 × 5\.0 mm.*printer takes 205 × 205 × 265"):
+        check_printable(np.asarray(big.vertices), np.asarray(big.faces), printer, 1.0, "big")
+    thin = trimesh.creation.box(extents=(20, 20, 0.4))
+    with pytest.raises(FacecoverError, match="thin"):
+        check_printable(np.asarray(thin.vertices), np.asarray(thin.faces), printer, 1.0, "thin")
+    open_box = trimesh.Trimesh(box.vertices, box.faces[:-2], process=False)
+    with pytest.raises(FacecoverError, match="not a closed manifold"):
+        check_printable(np.asarray(open_box.vertices), np.asarray(open_box.faces), printer, 1.0, "open")
+    ini = slicer_profile(printer)
+    for line in ("temperature = 210", "bed_temperature = 60", "perimeter_speed = 120.0", "layer_height = 0.2",
+                 "gcode_flavor = marlin", "use_relative_e_distances = 1", "layer_gcode = G92 E0",
+                 "bed_shape = 0x0,225x0,225x225,0x225", "nozzle_diameter = 0.4", "filament_diameter = 1.75"):
+        assert line in ini
+
+
+def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path):
+    import shutil
+
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    injured = healthy + h[:, None] * face.normals
+    save_mesh(tmp_path / "injured.ply", injured, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--out", str(tmp_path / "fill.ply")]) == 0
+    out = tmp_path / "prints"
+    args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
+            "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
+            "--out-ini", str(out / "s.ini"), "--out-json", str(out / "s.json")]
+    slicer = shutil.which("prusa-slicer") is not None
+    if slicer:
+        args += ["--out-gcode", str(out / "s.gcode")]
+    assert main(args) == 0
+    report = json.loads((out / "s.json").read_text())
+    for stl in ("s.stl", "s_face.stl"):
+        mesh = trimesh.load(out / stl)
+        assert mesh.is_watertight and mesh.volume > 0 and np.isclose(mesh.bounds[0, 2], 0.0)
+    assert report["cover"]["checks"]["fits_printer"]
+    if slicer:
+        assert (out / "s.gcode").stat().st_size > 1000
+        assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
+    # a failed check leaves nothing behind
+    bad = tmp_path / "bad"
+    code = main(["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
+                 "--printer", '{"bed_x_mm": 30.0, "bed_y_mm": 30.0}',
+                 "--out-stl", str(bad / "s.stl"), "--out-face-stl", str(bad / "s_face.stl"),
+                 "--out-ini", str(bad / "s.ini"), "--out-json", str(bad / "s.json")])
+    assert code == 1  # the fit-test face is larger than a 30 mm bed
+    assert not bad.exists() or not any(bad.iterdir())
