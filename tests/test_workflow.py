@@ -108,15 +108,29 @@ def test_data_rules_run_end_to_end(workdir):
     assert len(list((workdir / "results/renders/pool").glob("*.png"))) == 4 * 2
     split = pd.read_csv(workdir / "results/splits.csv")
     assert sorted(split.subject) == subjects and split.subject.is_unique
+    for s in subjects:  # reference covers: checked STL, profile, report, G-code when PrusaSlicer is there
+        prints = workdir / "results/covers_reference/prints"
+        report = json.loads((prints / f"{s}.json").read_text())
+        assert report["cover"]["checks"]["fits_printer"] and report["cover"]["volume_mm3"] > 0
+        assert (prints / f"{s}_face.stl").exists() and (prints / f"{s}.ini").exists()
+        assert (workdir / f"results/report/covers_reference/{s}.png").exists()
+        if shutil.which("prusa-slicer"):
+            assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
 
     # nothing changed -> nothing to do
     assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
     # a scar parameter reruns scars and what depends on them, nothing upstream
     config["scars"]["depth_mm"] = [1.5, 4.0]
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "all": 1}, plan
+    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "reference_filling": 5, "reference_print": 5,
+                    "reference_preview": 5, "all": 1}, plan
     # a render parameter reruns rendering (cohort and pool), not the scars
     config["scars"]["depth_mm"] = [1.0, 4.0]
     config["render"]["max_yaw_deg"] = 12.0
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
     assert plan == {"render": 5, "render_pool": 1, "contact_sheet": 5, "all": 1}, plan
+    # a printer setting reruns only the prints
+    config["render"]["max_yaw_deg"] = 15.0
+    config["printer"]["nozzle_temperature_c"] = 215
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan == {"reference_print": 5, "all": 1}, plan
