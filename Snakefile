@@ -12,7 +12,17 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+envvars:
+    "PATH",
+
+
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    subject="|".join(SUBJECTS),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scars.smk"
 include: "workflow/rules/covers.smk"

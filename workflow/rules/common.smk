@@ -26,12 +26,8 @@ def _subjects():
 SUBJECTS = _subjects()
 
 
-wildcard_constraints:
-    subject="|".join(SUBJECTS),
-
-
 def code(*modules):
-    """Source files of the package modules a rule runs: editing one reruns the rule."""
+    """Source files of the package modules behind a step; editing one reruns that step."""
     return [f"src/facecover/{m}.py" for m in modules]
 
 

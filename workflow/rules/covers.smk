@@ -19,6 +19,8 @@ rule reference_watertight:
         code=code("watertight", "meshtools"),
     params:
         back=config["watertight"].get("back_offset_mm", 10.0),
+    conda:
+        "../../envs/covers.yaml"
     log:
         "results/logs/reference_watertight/{subject}.log",
     shell:
@@ -36,6 +38,8 @@ rule reference_filling:
         code=code("filling", "meshtools"),
     params:
         settings=json.dumps(config["filling"], sort_keys=True),
+    conda:
+        "../../envs/covers.yaml"
     log:
         "results/logs/reference_filling/{subject}.log",
     shell:
@@ -58,6 +62,8 @@ rule reference_print:
         printer=json.dumps(PRINTER, sort_keys=True),
         thickness=config["filling"].get("min_thickness_mm", 1.0),
         gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
+    conda:
+        "../../envs/covers.yaml"
     log:
         "results/logs/reference_print/{subject}.log",
     shell:
@@ -72,6 +78,8 @@ rule reference_preview:
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
+    conda:
+        "../../envs/covers.yaml"
     log:
         "results/logs/reference_preview/{subject}.log",
     shell:

@@ -9,6 +9,8 @@ rule face_space:
     params:
         lb=config["shape_space"]["lb_modes"],
         detail=config["shape_space"]["detail_modes"],
+    conda:
+        "../../envs/data.yaml"
     log:
         "results/logs/face_space.log",
     shell:
@@ -24,6 +26,8 @@ rule pool:
     params:
         size=config["cohort"]["pool_size"],
         seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
     log:
         "results/logs/pool.log",
     shell:
@@ -44,6 +48,8 @@ rule synthetic_scan:
         holes=config["scans"].get("holes", 3),
         radius=" ".join(str(r) for r in config["scans"].get("hole_radius_mm", [2.0, 5.0])),
         rotation=config["scans"].get("max_rotation_deg", 45),
+    conda:
+        "../../envs/data.yaml"
     log:
         "results/logs/synthetic_scan/{subject}.log",
     shell:
@@ -67,6 +73,8 @@ rule ingest:
         max_residual=config["registration"]["max_median_residual_mm"],
         seed=config["seed"],
         truth=truth_arg,
+    conda:
+        "../../envs/data.yaml"
     log:
         "results/logs/ingest/{subject}.log",
     shell:
@@ -84,6 +92,8 @@ rule split:
         subjects=" ".join(SUBJECTS),
         ratios=" ".join(str(r) for r in config["split"]["ratios"]),
         seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
     log:
         "results/logs/split.log",
     shell:

@@ -25,6 +25,8 @@ rule scars:
         settings=json.dumps(SCAR_SETTINGS, sort_keys=True),
         variants=" ".join(VARIANTS),
         seed=config["seed"],
+    conda:
+        "../../envs/render.yaml"
     log:
         "results/logs/scars/{subject}.log",
     shell:
@@ -45,6 +47,8 @@ rule render:
         view_args=VIEW_ARGS,
         variants=" ".join(VARIANTS),
         seed=config["seed"],
+    conda:
+        "../../envs/render.yaml"
     log:
         "results/logs/render/{subject}.log",
     shell:
@@ -63,6 +67,8 @@ rule render_pool:
     params:
         view_args=VIEW_ARGS,
         seed=config["seed"],
+    conda:
+        "../../envs/render.yaml"
     log:
         "results/logs/render_pool.log",
     shell:
@@ -78,6 +84,8 @@ rule contact_sheet:
         masks=expand("results/scars/{{subject}}/{variant}.npz", variant=VARIANTS),
     params:
         variants=" ".join(VARIANTS),
+    conda:
+        "../../envs/render.yaml"
     log:
         "results/logs/contact_sheet/{subject}.log",
     shell:

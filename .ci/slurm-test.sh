@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs a tiny config of the workflow through a real single-node SLURM cluster on localhost
+# (../shared/ci/start-slurm.sh) and proves from the controller log that the jobs went
+# through sbatch. The cluster is stopped on exit, also when the test fails.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+shared="$(cd "$repo/../shared/ci" && pwd)"
+export SLURM_LOCAL_DIR="${SLURM_LOCAL_DIR:-/tmp/facecover-slurm}"
+trap 'bash "$shared/stop-slurm.sh" || true' EXIT
+start=$SECONDS
+SLURM_CLEAN=1 bash "$shared/start-slurm.sh"
+submitted_before=$(grep -c "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slurmctld.log" 2>/dev/null || true)
+
+work="$(mktemp -d /tmp/facecover-slurm-run.XXXXXX)"
+ln -s "$repo/workflow" "$work/workflow"
+ln -s "$repo/src" "$work/src"
+cp "$repo/config.yaml" "$work/config.yaml"
+targets=(results/scars/subject01/00.npz results/scars/subject02/00.npz)
+echo "[slurm-test] running ${targets[*]} in $work"
+"$repo/.venv/bin/snakemake" "${targets[@]}" --snakefile "$repo/Snakefile" --directory "$work" \
+  --profile "$repo/.ci/slurm" --configfile "$repo/.test/slurm-config.yaml" \
+  > "$work/snakemake.log" 2>&1 || { tail -n 60 "$work/snakemake.log"; exit 1; }
+
+ids=$(grep -oE "SLURM jobid [0-9]+|external jobid '?[0-9]+" "$work/snakemake.log" | grep -oE "[0-9]+$" | sort -un | tr '\n' ' ')
+submitted=$(( $(grep -c "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slurmctld.log") - submitted_before ))
+echo "[slurm-test] SLURM job ids: $ids"
+echo "[slurm-test] sbatch submissions in the controller log: $submitted"
+grep "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slurmctld.log" | tail -n "$submitted" | sed 's/^/[slurm-test]   /'
+for t in "${targets[@]}" results/registered/subject01.json; do
+  test -s "$work/$t" || { echo "[slurm-test] missing output $t"; exit 1; }
+done
+# face_space, 2 x synthetic_scan, 2 x ingest, 2 x scars = 7 jobs through sbatch
+if (( submitted < 7 )); then echo "[slurm-test] expected at least 7 sbatch submissions"; exit 1; fi
+echo "[slurm-test] OK: $submitted jobs through SLURM in $(( SECONDS - start )) s"
