@@ -11,7 +11,8 @@ from facecover import FacecoverError
 from facecover.cli import main
 from facecover.cohort import flame_structured_head, person_rng, person_vertices
 from facecover.files import save_mesh
-from facecover.filling import FillingSettings, _fill_pinches, cover_solid, enforce_min_distance, thickened_patch
+from facecover.filling import (FillingSettings, _fill_pinches, cover_solid, enforce_min_distance, smoothed_normals,
+                               thickened_patch)
 from facecover.meshtools import boundary_loops, compact, edge_graph, vertex_normals
 from facecover.printing import PrinterSettings, check_printable, place_on_bed, slicer_profile
 from facecover.scars import one_scar, prepare_face
@@ -61,7 +62,7 @@ def reference_volume(injured, faces, healthy, displacement, settings):
     pv, pf, ids = compact(injured, faces[selected])
     fill = -displacement[ids] > settings.min_thickness_mm
     offset = np.where(fill[:, None], -displacement[ids][:, None] * vertex_normals(healthy, faces)[ids],
-                      settings.min_thickness_mm * vertex_normals(injured, faces)[ids])
+                      settings.min_thickness_mm * smoothed_normals(injured, faces, settings.crease_smoothing_mm)[ids])
     length = np.linalg.norm(offset, axis=1)
     outer = enforce_min_distance(pv, pf, length, offset / length[:, None], settings.min_thickness_mm)
     sv, sf = thickened_patch(pv, outer, pf)

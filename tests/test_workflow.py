@@ -1,8 +1,11 @@
 """Workflow tests: the Snakefile parses, validates its config and wires the stages."""
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,10 +28,11 @@ def run_snakemake(workdir: Path, *args, config: dict | None = None) -> subproces
 def workdir(tmp_path):
     """A run folder with the workflow's relative paths (workflow/, src/) linked in.
 
-    The default config.yaml is copied, not linked, so a test can never change the repository's.
+    The default config.yaml and the stage code (src/, an input of every step) are copied, not
+    linked, so a test can change them without touching the repository.
     """
-    for name in ("workflow", "src"):
-        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     return tmp_path
 
@@ -134,3 +138,34 @@ def test_data_rules_run_end_to_end(workdir):
     config["printer"]["nozzle_temperature_c"] = 215
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
     assert plan == {"reference_print": 5, "all": 1}, plan
+    config["printer"]["nozzle_temperature_c"] = 210
+
+    # changing one stage's code reruns that stage (and what depends on it), nothing else
+    with open(workdir / "src/facecover/printing.py", "a") as fh:
+        fh.write("\n# a code change\n")
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan == {"reference_print": 5, "all": 1}, plan
+    assert run_snakemake(workdir, config=config).returncode == 0
+
+    # a run killed mid-way resumes with --rerun-incomplete and redoes nothing it had finished
+    config["render"]["size"] = 96
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    log = workdir / "killed.log"
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "1",
+           "--configfile", str(cfg)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+        deadline = time.time() + 300
+        while log.read_text().count("Finished jobid") < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished_before_kill = log.read_text().count("Finished jobid")
+    assert finished_before_kill >= 2
+    plan = planned_rules(run_snakemake(workdir, "-n", "--rerun-incomplete", config=config))
+    assert sum(plan.values()) == 5 + 1 + 5 + 1 - finished_before_kill, (plan, finished_before_kill)
+    assert run_snakemake(workdir, "--unlock", config=config).returncode == 0  # a SIGKILL leaves the lock
+    res = run_snakemake(workdir, "--rerun-incomplete", config=config)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}

@@ -46,6 +46,7 @@ class FillingSettings:
     min_part_area_mm2: float = 20.0  # drop slivers smaller than this
     max_misalignment_mm: float = 1.0  # median |d| off the wound above this: meshes do not match
     normal_smoothing_mm: float = 15.0
+    crease_smoothing_mm: float = 3.0  # skin normals for the minimum wall smoothed over this: bridges creases (lips)
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
 
 
@@ -143,7 +144,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³)."""
     for _ in range(settings.subdivisions):
         injured_v, injured_f = trimesh.remesh.subdivide(injured_v, injured_f)
-    skin_normals = vertex_normals(injured_v, injured_f)
+    skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
+                    if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
     d = distance_along_normals(injured_v, normals, healthy_v, healthy_f)
     d[boundary_vertex_mask(injured_f, len(injured_v))] = np.nan  # the face outline: no wound measured there
