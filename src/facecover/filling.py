@@ -14,7 +14,9 @@
    attachment.
 3. Outer surface = the healthy face where it lies above the skin by more
    than the minimum wall (the ray hit), otherwise the skin offset by the
-   minimum wall along its own normal (protrusions and the margin band),
+   minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
+   that narrow creases such as closed lips are bridged instead of folding
+   the outer surface (protrusions and the margin band),
    blended over a narrow band (30 % of the minimum wall); a last pass pushes
    out any outer vertex closer than the minimum to the skin (concave spots).
    The skin is subdivided once first (midpoints, so its shape is unchanged):
