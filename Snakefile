@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -26,6 +29,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scars.smk"
 include: "workflow/rules/covers.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -37,4 +41,6 @@ rule all:
         "results/renders/pool",
         expand("results/covers_reference/prints/{subject}.stl", subject=SUBJECTS),
         expand("results/report/covers_reference/{subject}.png", subject=SUBJECTS),
+        "results/report/registration.csv",
+        "results/report/covers_reference.csv",
     default_target: True

@@ -281,6 +281,17 @@ def cmd_preview(args) -> None:
     save_png(args.out, np.hstack(images).astype(np.uint8))
 
 
+def cmd_summary(args) -> None:
+    from .files import atomic_path
+    from .summary import covers_table, registration_figure, registration_table
+
+    table = registration_table(args.reports) if args.kind == "registration" else covers_table(args.reports)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    if args.figure:
+        registration_figure(table, args.figure)
+
+
 def _add_view_args(p) -> None:
     p.add_argument("--views", type=int, default=3)
     p.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
@@ -400,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("summary", help="table (and figure) over all subjects for the report")
+    p.add_argument("--kind", choices=("registration", "covers"), required=True)
+    p.add_argument("--reports", nargs="+", required=True, help="per-subject .json reports")
+    p.add_argument("--out", required=True, help=".csv table")
+    p.add_argument("--figure", help="registration only: .png bar chart")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("contact-sheet", help="one PNG with every variant and view of a subject")
     p.add_argument("--renders-dir", required=True)

@@ -17,8 +17,11 @@
    minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
    that narrow creases such as closed lips are bridged instead of folding
    the outer surface (protrusions and the margin band),
-   blended over a narrow band (30 % of the minimum wall); a last pass pushes
-   out any outer vertex closer than the minimum to the skin (concave spots).
+   blended over a narrow band (30 % of the minimum wall). Where neighbouring
+   rays cross (tight creases), the outer surface would fold: offsets there are
+   relaxed towards their neighbours' until no outer triangle is flipped; a
+   last pass pushes out any outer vertex closer than the minimum to the skin
+   (concave spots).
    The skin is subdivided once first (midpoints, so its shape is unchanged):
    a wall that holds at the vertices then also holds inside triangles over
    small, sharply curved lumps.
@@ -90,6 +93,32 @@ def smoothed_normals(vertices: np.ndarray, faces: np.ndarray, radius_mm: float) 
         n = 0.5 * n + 0.5 * (A @ n) / np.maximum(degree, 1)[:, None]
         n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
     return n
+
+
+def untangle(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Remove folds of the outer surface: where an outer triangle faces away from its skin triangle,
+    replace the offsets (outer − inner) around it by their neighbours' mean until none is flipped."""
+    from .meshtools import graph_laplacian
+
+    def face_normals(v):
+        n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+        return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
+
+    n_inner = face_normals(inner)
+    L = graph_laplacian(faces, len(inner))
+    degree = np.maximum(L.diagonal(), 1)
+    adjacency = (-L).tocsr()
+    adjacency.setdiag(0)
+    offset = outer - inner
+    for _ in range(iterations):
+        flipped = np.einsum("ij,ij->i", face_normals(inner + offset), n_inner) < 0.2
+        if not flipped.any():
+            break
+        bad = np.zeros(len(inner), bool)
+        bad[faces[flipped].ravel()] = True
+        bad |= (adjacency @ bad.astype(float)) > 0  # and their neighbours
+        offset[bad] = (adjacency @ offset)[bad] / degree[bad, None]
+    return inner + offset
 
 
 def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarray, directions: np.ndarray,
@@ -192,7 +221,10 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
         if area < settings.min_part_area_mm2:
             continue
-        outer = enforce_min_distance(pv, pf_local, thickness[ids], directions[ids], settings.min_thickness_mm)
+        outer = untangle(pv, pv + thickness[ids, None] * directions[ids], pf_local)
+        shift = outer - pv
+        length = np.linalg.norm(shift, axis=1)
+        outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
         sv, sf = thickened_patch(pv, outer, pf_local)
         part = trimesh.Trimesh(sv, sf, process=False)
         parts.append({"area_mm2": float(area), "volume_mm3": float(part.volume),

@@ -74,7 +74,12 @@ rule reference_print:
 
 rule reference_preview:
     output:
-        "results/report/covers_reference/{subject}.png",
+        report(
+            "results/report/covers_reference/{subject}.png",
+            caption="../report/preview.rst",
+            category="Covers",
+            labels={"subject": "{subject}"},
+        ),
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",

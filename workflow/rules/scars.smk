@@ -78,7 +78,12 @@ rule render_pool:
 
 rule contact_sheet:
     output:
-        "results/report/renders/{subject}.png",
+        report(
+            "results/report/renders/{subject}.png",
+            caption="../report/contact_sheet.rst",
+            category="Renders",
+            labels={"subject": "{subject}"},
+        ),
     input:
         images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
         masks=expand("results/scars/{{subject}}/{variant}.npz", variant=VARIANTS),
