@@ -40,7 +40,8 @@ import trimesh
 from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
-from .meshtools import boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components, vertex_normals
+from .meshtools import (boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components, smoothed_normals,
+                        vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ class FillingSettings:
     normal_smoothing_mm: float = 15.0
     crease_smoothing_mm: float = 3.0  # skin normals for the minimum wall smoothed over this: bridges creases (lips)
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
+
+
+def closest_distance(points: np.ndarray, target_v: np.ndarray, target_f: np.ndarray) -> np.ndarray:
+    """Unsigned distance (n,) mm from each point to the closest point of the target surface."""
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(target_v.astype(np.float32)), o3d.core.Tensor(target_f.astype(np.uint32)))
+    return scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
 
 
 def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np.ndarray,
@@ -75,24 +83,6 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np
     d = np.where(np.abs(up) <= np.abs(down), up, -down)
     d[~np.isfinite(d) | (np.abs(d) > max_mm)] = np.nan
     return d
-
-
-def smoothed_normals(vertices: np.ndarray, faces: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Vertex normals (n, 3) diffused over about `radius_mm` (neighbour averaging), unit length."""
-    from .meshtools import graph_laplacian
-
-    normals = vertex_normals(vertices, faces)
-    L = graph_laplacian(faces, len(vertices))
-    degree = L.diagonal()
-    A = (-L).tocsr()
-    A.setdiag(0)
-    edge = np.median(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1))
-    steps = int(np.ceil((radius_mm / max(edge, 1e-6)) ** 2))
-    n = normals
-    for _ in range(steps):
-        n = 0.5 * n + 0.5 * (A @ n) / np.maximum(degree, 1)[:, None]
-        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-    return n
 
 
 def untangle(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, iterations: int = 50) -> np.ndarray:
@@ -180,6 +170,10 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
     d = distance_along_normals(injured_v, normals, healthy_v, healthy_f)
     d[boundary_vertex_mask(injured_f, len(injured_v))] = np.nan  # the face outline: no wound measured there
+    # skin lying on the healthy surface is not a wound, whatever a ray from inside a deep crease
+    # (closed lips, eyelids) along the smoothed normal hits on the other side of it
+    on_healthy = closest_distance(injured_v, healthy_v, healthy_f) < settings.wound_threshold_mm
+    d[on_healthy & np.isfinite(d)] = 0.0
     hit = np.isfinite(d)
     if hit.mean() < 0.7:
         raise FacecoverError(f"{name}: only {100 * hit.mean():.0f} % of the injured face lies over the healthy "

@@ -95,3 +95,19 @@ def graph_laplacian(faces: np.ndarray, n: int) -> sp.csr_matrix:
     A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
     A = ((A + A.T) > 0).astype(float)
     return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
+
+
+def smoothed_normals(vertices: np.ndarray, faces: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Vertex normals (n, 3) diffused over about `radius_mm` (neighbour averaging), unit length."""
+    normals = vertex_normals(vertices, faces)
+    L = graph_laplacian(faces, len(vertices))
+    degree = L.diagonal()
+    A = (-L).tocsr()
+    A.setdiag(0)
+    edge = np.median(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1))
+    steps = int(np.ceil((radius_mm / max(edge, 1e-6)) ** 2))
+    n = normals
+    for _ in range(steps):
+        n = 0.5 * n + 0.5 * (A @ n) / np.maximum(degree, 1)[:, None]
+        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    return n

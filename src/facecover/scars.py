@@ -2,6 +2,8 @@
 
 Each scar is a signed height field h (mm, + out of the skin, − into it)
 applied along the vertex normals: ``injured = healthy + h[:, None] * normals``.
+The normals are smoothed over a few mm, so both sides of a narrow crease
+(closed eyelids, lips) move together instead of into each other.
 Distances are geodesic, approximated by Dijkstra on the mesh edge graph
 (scipy.sparse.csgraph), limited to the scar's reach, so one scar costs a few
 milliseconds. Three kinds:
@@ -27,7 +29,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from .meshtools import edge_graph, vertex_normals
+from .meshtools import edge_graph, smoothed_normals
 from .template import REGION_ID
 
 KINDS = ("round", "elongated", "severe")
@@ -50,6 +52,7 @@ class ScarSettings:
     protrusion_fraction: float = 0.5
     region_fade_mm: float = 6.0
     mask_threshold_mm: float = 0.1
+    normal_smoothing_mm: float = 4.0  # displace along normals smoothed over this, so lids and lips move together
 
 
 def geodesic_distance(graph: sp.csr_matrix, sources, limit: float) -> np.ndarray:
@@ -163,7 +166,8 @@ def prepare_face(vertices: np.ndarray, faces: np.ndarray, regions: np.ndarray,
                  settings: ScarSettings = ScarSettings()) -> PreparedFace:
     graph = edge_graph(vertices, faces)
     weights = {r: region_weight(graph, regions, r, settings.region_fade_mm) for r in settings.regions}
-    return PreparedFace(vertices, vertex_normals(vertices, faces), graph, cKDTree(vertices), regions, weights)
+    normals = smoothed_normals(vertices, faces, settings.normal_smoothing_mm)
+    return PreparedFace(vertices, normals, graph, cKDTree(vertices), regions, weights)
 
 
 def one_scar(face: PreparedFace, kind: str, region: str, rng: np.random.Generator,
