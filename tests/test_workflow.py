@@ -121,6 +121,13 @@ def test_data_rules_run_end_to_end(workdir):
         if shutil.which("prusa-slicer"):
             assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
 
+    # the HTML report builds, with the workflow's figures and tables
+    res = run_snakemake(workdir, "--report", "results/report.html", config=config)
+    assert res.returncode == 0, res.stderr[-2000:]
+    html = (workdir / "results/report.html").read_text(errors="replace")
+    for text in ("Registration", "Covers", "Renders", "registration.csv", "covers_reference.csv"):
+        assert text in html
+
     # nothing changed -> nothing to do
     assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
     # a scar parameter reruns scars and what depends on them, nothing upstream
