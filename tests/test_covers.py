@@ -156,3 +156,26 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
                  "--out-ini", str(bad / "s.ini"), "--out-json", str(bad / "s.json")])
     assert code == 1  # the fit-test face is larger than a 30 mm bed
     assert not bad.exists() or not any(bad.iterdir())
+
+
+def test_slicer_failure_is_a_clear_error_and_writes_nothing(space, healthy, healthy_solid, tmp_path, monkeypatch,
+                                                           capsys):
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "forehead", np.random.default_rng(2))
+    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--out", str(tmp_path / "fill.ply")]) == 0
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "prusa-slicer").write_text("#!/bin/sh\necho 'Objects could not fit on the bed' >&2\nexit 134\n")
+    (fake / "prusa-slicer").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    out = tmp_path / "prints"
+    code = main(["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
+                 "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
+                 "--out-ini", str(out / "s.ini"), "--out-json", str(out / "s.json"), "--out-gcode", str(out / "s.gcode")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "PrusaSlicer failed (exit 134)" in err and "could not fit on the bed" in err
+    assert not out.exists() or not any(out.iterdir())

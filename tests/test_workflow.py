@@ -176,3 +176,9 @@ def test_data_rules_run_end_to_end(workdir):
     res = run_snakemake(workdir, "--rerun-incomplete", config=config)
     assert res.returncode == 0, res.stderr[-2000:]
     assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
+
+
+def test_lint_is_clean(workdir):
+    res = run_snakemake(workdir, "--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Lints for" not in res.stdout + res.stderr
