@@ -126,17 +126,18 @@ def anatomical_modes(vertices: np.ndarray, landmarks: dict[str, int], normals: n
     along = np.clip((nasion[1] - v[:, 1]) / max(nasion[1] - nose_tip[1], 1e-6), 0, 1.5)
     add("nose_length", axis_field(1, -w_nose * along), 3.5)
     add("nose_projection", axis_field(2, _gaussian_weight(v, nose_tip, 12.0)), 2.5)
-    add("nose_width", axis_field(0, w_nose * np.clip((v[:, 0] - nose_tip[0]) / 17.0, -1, 1) * (v[:, 1] < nose_tip[1] + 10)), 2.0)
+    below_bridge = _smoothstep((nose_tip[1] + 15.0 - v[:, 1]) / 10.0)  # alae, not the bridge
+    add("nose_width", axis_field(0, w_nose * np.clip((v[:, 0] - nose_tip[0]) / 17.0, -1, 1) * below_bridge), 2.0)
     chin, mouth_y = L["chin"], 0.5 * (L["mouth_left"][1] + L["mouth_right"][1])
     jaw = np.clip((mouth_y - v[:, 1]) / max(mouth_y - chin[1], 1e-6), 0, 1) ** 1.5
     add("jaw_width", axis_field(0, jaw * v[:, 0] / half_w), 3.0)
     add("chin_projection", axis_field(2, _gaussian_weight(v, chin, 16.0)), 2.5)
     eyes = _gaussian_weight(v, L["eye_left"], 14.0) + _gaussian_weight(v, L["eye_right"], 14.0)
-    add("eye_spacing", axis_field(0, 0.5 * eyes * np.sign(v[:, 0])), 1.5)
+    add("eye_spacing", axis_field(0, 0.5 * eyes * np.tanh(v[:, 0] / 8.0)), 1.5)  # smooth across the midline
     mouth_c = 0.5 * (L["mouth_left"] + L["mouth_right"])
     add("lip_fullness", normals * _gaussian_weight(v, mouth_c, 12.0)[:, None], 1.5)
     brow = 0.5 * (L["eye_left"] + L["eye_right"]) + np.array([0, 16.0, 0])
-    w_brow = np.exp(-0.5 * ((v[:, 1] - brow[1]) / 8.0) ** 2) * (np.abs(v[:, 0]) < 50)
+    w_brow = np.exp(-0.5 * ((v[:, 1] - brow[1]) / 8.0) ** 2) * _smoothstep((60.0 - np.abs(v[:, 0])) / 20.0)
     add("brow_ridge", normals * w_brow[:, None], 1.5)
     mirrored = np.c_[np.abs(v[:, 0]), v[:, 1:]]  # both sides at once
     cheekbones = _gaussian_weight(mirrored, np.abs(L["eye_left"]) + [8, -22, 0], 14.0)
