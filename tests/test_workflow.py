@@ -134,7 +134,7 @@ def test_data_rules_run_end_to_end(workdir):
     config["scars"]["depth_mm"] = [1.5, 4.0]
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
     assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "reference_filling": 5, "reference_print": 5,
-                    "reference_preview": 5, "all": 1}, plan
+                    "reference_preview": 5, "covers_summary": 1, "all": 1}, plan
     # a render parameter reruns rendering (cohort and pool), not the scars
     config["scars"]["depth_mm"] = [1.0, 4.0]
     config["render"]["max_yaw_deg"] = 12.0
@@ -144,14 +144,14 @@ def test_data_rules_run_end_to_end(workdir):
     config["render"]["max_yaw_deg"] = 15.0
     config["printer"]["nozzle_temperature_c"] = 215
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"reference_print": 5, "all": 1}, plan
+    assert plan == {"reference_print": 5, "covers_summary": 1, "all": 1}, plan
     config["printer"]["nozzle_temperature_c"] = 210
 
     # changing one stage's code reruns that stage (and what depends on it), nothing else
     with open(workdir / "src/facecover/printing.py", "a") as fh:
         fh.write("\n# a code change\n")
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"reference_print": 5, "all": 1}, plan
+    assert plan == {"reference_print": 5, "covers_summary": 1, "all": 1}, plan
     assert run_snakemake(workdir, config=config).returncode == 0
 
     # a run killed mid-way resumes with --rerun-incomplete and redoes nothing it had finished

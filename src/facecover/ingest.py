@@ -187,16 +187,24 @@ def rigid_alignment(space: dict, scan: trimesh.Trimesh, rng: np.random.Generator
                     name: str = "scan") -> tuple[np.ndarray, np.ndarray, float]:
     """Template→scan 4×4 pose from landmarks, the scan landmarks (l, 3) and the ICP rms (mm).
 
-    Tries the best surface-ICP orientations in turn until MediaPipe sees a
-    face in a frontal render, then aligns the landmarks (trimmed Kabsch).
+    Renders the scan in each of the best surface-ICP orientations; MediaPipe
+    may find a face even in a render turned by 90°, so every orientation in
+    which it finds one is aligned by its landmarks (trimmed Kabsch) and the
+    one whose landmarks fit the template best wins.
     """
     candidates = initial_poses(space["vertices"], np.asarray(scan.vertices), rng, n_points)
+    best = None
     for rigid_rms, pose in candidates:
         landmarks = scan_landmarks(space, scan, pose)
-        if landmarks is not None:
-            return landmark_pose(space, landmarks), landmarks, rigid_rms
-    raise FacecoverError(f"{name}: does not look like a face: no face found in frontal renders of the scan "
-                         f"in its {len(candidates)} best rigid alignments to the template")
+        if landmarks is None:
+            continue
+        lm_pose, residual = landmark_pose(space, landmarks)
+        if best is None or residual < best[0]:
+            best = (residual, lm_pose, landmarks, rigid_rms)
+    if best is None:
+        raise FacecoverError(f"{name}: does not look like a face: no face found in frontal renders of the scan "
+                             f"in its {len(candidates)} best rigid alignments to the template")
+    return best[1], best[2], best[3]
 
 
 def _twist_pose(x: np.ndarray, pose0: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -256,8 +264,9 @@ def _jacobian(R: np.ndarray, B_sub: np.ndarray, rel: np.ndarray, eye3: np.ndarra
     return np.concatenate([J_z, J_w, J_t], axis=2)
 
 
-def landmark_pose(space: dict, landmarks: np.ndarray) -> np.ndarray:
-    """Rigid 4×4 canonical→scan transform from registration landmarks (l, 3), trimmed Kabsch."""
+def landmark_pose(space: dict, landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rigid 4×4 canonical→scan transform from registration landmarks (l, 3) by trimmed Kabsch,
+    and the median landmark residual (mm) of that fit."""
     ok = np.isfinite(landmarks).all(axis=1)
     src = template_landmarks(space, space["vertices"])[ok]
     dst = landmarks[ok]
@@ -266,7 +275,7 @@ def landmark_pose(space: dict, landmarks: np.ndarray) -> np.ndarray:
         T = _kabsch(src[keep], dst[keep])
         resid = np.linalg.norm(_apply(T, src) - dst, axis=1)
         keep = resid < max(2.0 * np.median(resid), 2.0)
-    return T
+    return T, float(np.median(resid))
 
 
 def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: np.ndarray,
