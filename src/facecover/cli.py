@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -430,14 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    start = time.perf_counter()
     try:
         args.func(args)
     except FacecoverError as exc:
         print(f"facecover {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    if getattr(args, "verbose", False):
-        print(f"{args.command}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 

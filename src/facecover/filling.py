@@ -40,8 +40,8 @@ import trimesh
 from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
-from .meshtools import (boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components, smoothed_normals,
-                        vertex_normals)
+from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
+                        neighbour_mean, smoothed_normals, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -88,17 +88,12 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np
 def untangle(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, iterations: int = 50) -> np.ndarray:
     """Remove folds of the outer surface: where an outer triangle faces away from its skin triangle,
     replace the offsets (outer − inner) around it by their neighbours' mean until none is flipped."""
-    from .meshtools import graph_laplacian
-
     def face_normals(v):
         n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
         return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
 
     n_inner = face_normals(inner)
-    L = graph_laplacian(faces, len(inner))
-    degree = np.maximum(L.diagonal(), 1)
-    adjacency = (-L).tocsr()
-    adjacency.setdiag(0)
+    mean = neighbour_mean(faces, len(inner))
     offset = outer - inner
     for _ in range(iterations):
         flipped = np.einsum("ij,ij->i", face_normals(inner + offset), n_inner) < 0.2
@@ -106,8 +101,8 @@ def untangle(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, iterations
             break
         bad = np.zeros(len(inner), bool)
         bad[faces[flipped].ravel()] = True
-        bad |= (adjacency @ bad.astype(float)) > 0  # and their neighbours
-        offset[bad] = (adjacency @ offset)[bad] / degree[bad, None]
+        bad |= mean(bad.astype(float)) > 0  # and their neighbours
+        offset[bad] = mean(offset)[bad]
     return inner + offset
 
 
@@ -131,10 +126,7 @@ def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarra
 def _fill_pinches(faces: np.ndarray, selected: np.ndarray) -> np.ndarray:
     """Grow a face selection until no vertex has more than two selected-boundary edges (no bowties)."""
     for _ in range(20):
-        sub = faces[selected]
-        from .meshtools import boundary_edges
-
-        be = boundary_edges(sub)
+        be = boundary_edges(faces[selected])
         count = np.bincount(be.ravel(), minlength=faces.max() + 1)
         pinched = np.flatnonzero(count > 2)
         if len(pinched) == 0:

@@ -97,17 +97,22 @@ def graph_laplacian(faces: np.ndarray, n: int) -> sp.csr_matrix:
     return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
 
 
+def neighbour_mean(faces: np.ndarray, n: int):
+    """Function mapping per-vertex values (n, ...) to the mean over each vertex's mesh neighbours."""
+    L = graph_laplacian(faces, n)
+    degree = np.maximum(L.diagonal(), 1)
+    adjacency = (-L).tocsr()
+    adjacency.setdiag(0)
+    return lambda values: (adjacency @ values) / degree.reshape((-1,) + (1,) * (np.ndim(values) - 1))
+
+
 def smoothed_normals(vertices: np.ndarray, faces: np.ndarray, radius_mm: float) -> np.ndarray:
     """Vertex normals (n, 3) diffused over about `radius_mm` (neighbour averaging), unit length."""
-    normals = vertex_normals(vertices, faces)
-    L = graph_laplacian(faces, len(vertices))
-    degree = L.diagonal()
-    A = (-L).tocsr()
-    A.setdiag(0)
+    mean = neighbour_mean(faces, len(vertices))
     edge = np.median(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1))
     steps = int(np.ceil((radius_mm / max(edge, 1e-6)) ** 2))
-    n = normals
+    n = vertex_normals(vertices, faces)
     for _ in range(steps):
-        n = 0.5 * n + 0.5 * (A @ n) / np.maximum(degree, 1)[:, None]
+        n = 0.5 * n + 0.5 * mean(n)
         n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
     return n
