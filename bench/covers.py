@@ -27,8 +27,7 @@ from facecover.filling import cover_solid
 from facecover.meshtools import boundary_loops
 from facecover.printing import PrinterSettings, check_printable, place_on_bed
 from facecover.scars import prepare_face, simulate_scars
-from facecover.shape_space import build_shape_space
-from facecover.template import build_template
+from facecover.shape_space import face_space
 from facecover.watertight import make_watertight, remove_stray_components
 
 
@@ -36,8 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--subjects", type=int, default=5)
     args = ap.parse_args()
-    t = build_template()
-    space = {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"])}
+    space = face_space()
     healthy = person_vertices(space, person_rng(7, "cohort", "subject07"), with_detail=True)
     head = flame_structured_head(space, healthy)
     v, f = np.asarray(head.vertices), np.asarray(head.faces)

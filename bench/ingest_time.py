@@ -23,8 +23,7 @@ import trimesh
 from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan
 from facecover.files import save_mesh
 from facecover.ingest import _apply, ingest_scan, rigid_alignment
-from facecover.shape_space import build_shape_space
-from facecover.template import build_template
+from facecover.shape_space import face_space
 
 
 def main() -> None:
@@ -34,8 +33,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
 
-    t = build_template()
-    space = {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"])}
+    space = face_space()
     uv = disk_parameterization(space["vertices"], space["faces"])
     tmp = Path(tempfile.mkdtemp(prefix="facecover-bench-"))
     rows = []

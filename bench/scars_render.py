@@ -21,16 +21,14 @@ import trimesh
 from facecover.cohort import person_rng, person_vertices
 from facecover.render import DEFAULT_LIGHTS, Scene, frontal_camera, render_views, view_setups
 from facecover.scars import KINDS, prepare_face, one_scar
-from facecover.shape_space import build_shape_space
-from facecover.template import build_template
+from facecover.shape_space import face_space
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
-    t = build_template()
-    space = {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"])}
+    space = face_space()
     v = person_vertices(space, person_rng(7, "cohort", "subject01"), with_detail=True)
     f = space["faces"]
 

@@ -2,15 +2,13 @@ import pytest
 
 from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan
 from facecover.files import save_mesh
-from facecover.shape_space import build_shape_space
-from facecover.template import build_template
+from facecover.shape_space import face_space
 
 
 @pytest.fixture(scope="session")
 def space() -> dict:
     """Template + shape space, built once per test session (about 3 s)."""
-    t = build_template()
-    return {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"])}
+    return face_space()
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,12 @@ import numpy as np
 
 from facecover.cohort import person_rng
 from facecover.render import render_views, view_setups
-from facecover.template import ARCFACE_LANDMARKS
-
-
-def _arcface_points(space):
-    names = [str(n) for n in space["landmark_names"]]
-    return space["vertices"][[space["landmark_vertices"][names.index(n)] for n in ARCFACE_LANDMARKS]]
+from facecover.template import landmark_positions
 
 
 def test_landmarks_project_inside_the_rendered_face(space):
     setups = view_setups(np.random.default_rng(0), 4)
-    views = render_views(space["vertices"], space["faces"], _arcface_points(space), setups, 128, 230.0)
+    views = render_views(space["vertices"], space["faces"], landmark_positions(space, space["vertices"]), setups, 128, 230.0)
     for view in views:
         img, px = view["image"], view["landmarks_px"]
         assert img.shape == (128, 128) and img.dtype == np.uint8
@@ -26,7 +21,7 @@ def test_landmarks_project_inside_the_rendered_face(space):
 
 
 def test_views_are_deterministic_and_differ(space):
-    pts = _arcface_points(space)
+    pts = landmark_positions(space, space["vertices"])
     a = render_views(space["vertices"], space["faces"], pts, view_setups(person_rng(1, "render", "x"), 3), 96, 230.0)
     b = render_views(space["vertices"], space["faces"], pts, view_setups(person_rng(1, "render", "x"), 3), 96, 230.0)
     assert all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, b))

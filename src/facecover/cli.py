@@ -19,14 +19,9 @@ def _space(path: str) -> dict:
 
 def cmd_template(args) -> None:
     from .files import save_npz
-    from .shape_space import build_shape_space
-    from .template import build_template
+    from .shape_space import face_space
 
-    template = build_template()
-    space = build_shape_space(template["vertices"], template["faces"], template["landmark_names"],
-                              template["landmark_vertices"], n_lb_modes=args.lb_modes,
-                              n_detail_modes=args.detail_modes)
-    save_npz(args.out, **template, **space)
+    save_npz(args.out, **face_space(args.lb_modes, args.detail_modes))
 
 
 def cmd_pool(args) -> None:
@@ -129,13 +124,6 @@ def cmd_scars(args) -> None:
         save_mesh(out / f"{variant}.ply", result["vertices"], space["faces"])
 
 
-def _arcface_points(space: dict, vertices: np.ndarray) -> np.ndarray:
-    from .template import ARCFACE_LANDMARKS
-
-    names = [str(n) for n in space["landmark_names"]]
-    return vertices[[space["landmark_vertices"][names.index(n)] for n in ARCFACE_LANDMARKS]]
-
-
 def _write_views(out: Path, stem: str, views: list[dict]) -> None:
     from .files import save_json
     from .render import save_png
@@ -155,6 +143,7 @@ def cmd_render(args) -> None:
     from .cohort import person_rng
     from .files import load_mesh
     from .render import render_views, view_setups
+    from .template import landmark_positions
 
     space = _space(args.space)
     out = Path(args.out_dir)
@@ -163,7 +152,7 @@ def cmd_render(args) -> None:
         v = np.asarray(mesh.vertices)
         setups = view_setups(person_rng(args.seed, "render", f"{args.subject}/{variant}"), args.views,
                              args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
-        _write_views(out, variant, render_views(v, space["faces"], _arcface_points(space, v), setups,
+        _write_views(out, variant, render_views(v, space["faces"], landmark_positions(space, v), setups,
                                                 args.size, args.field_mm))
 
 
@@ -173,6 +162,7 @@ def cmd_render_pool(args) -> None:
     from .cohort import person_rng
     from .files import load_npz
     from .render import render_views, view_setups
+    from .template import landmark_positions
 
     space = _space(args.space)
     pool = load_npz(args.pool)
@@ -181,7 +171,7 @@ def cmd_render_pool(args) -> None:
     for name, v in tqdm(list(zip(pool["names"], pool["vertices"].astype(np.float64))), desc="render pool", disable=None):
         setups = view_setups(person_rng(args.seed, "render", str(name)), args.views,
                              args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
-        _write_views(out, str(name), render_views(v, space["faces"], _arcface_points(space, v), setups,
+        _write_views(out, str(name), render_views(v, space["faces"], landmark_positions(space, v), setups,
                                                   args.size, args.field_mm))
 
 

@@ -160,12 +160,13 @@ def flame_structured_head(space: dict, vertices: np.ndarray) -> trimesh.Trimesh:
     """A test head with FLAME's structure from a face (n, 3) mm: closed with a flat back, a mouth
     opening, a round "neck" opening in the back, and two separate closed eyeball shells (546 vertices
     each, like FLAME's) behind the eyes."""
+    from .template import landmark_positions
     from .watertight import make_watertight
 
     v, f, _ = make_watertight(vertices, space["faces"])
     mesh = trimesh.Trimesh(v, f, process=False)
-    names = [str(n) for n in space["landmark_names"]]
-    lm = {n: vertices[space["landmark_vertices"][names.index(n)]] for n in names}
+    names = ("mouth_left", "mouth_right", "eye_left", "eye_right")
+    lm = dict(zip(names, landmark_positions(space, vertices, names)))
     centres = mesh.triangles_center
     lips = mesh.nearest.on_surface([0.5 * (lm["mouth_left"] + lm["mouth_right"])])[0][0]
     mouth = np.linalg.norm(centres - lips, axis=1) < 8.0

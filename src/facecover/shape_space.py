@@ -169,6 +169,15 @@ def build_shape_space(vertices: np.ndarray, faces: np.ndarray, landmark_names, l
     }
 
 
+def face_space(n_lb_modes: int = 40, n_detail_modes: int = 60) -> dict[str, np.ndarray]:
+    """The template (mm, landmarks, regions) and its shape space, as one dict of arrays."""
+    from .template import build_template
+
+    t = build_template()
+    return {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"],
+                                     n_lb_modes=n_lb_modes, n_detail_modes=n_detail_modes)}
+
+
 def sample_coefficients(rng: np.random.Generator, count: int, size: int, truncate: float = 2.5) -> np.ndarray:
     """Standard-normal coefficients (count, size), truncated to ±`truncate` std devs."""
     z = rng.standard_normal((count, size))

@@ -50,6 +50,12 @@ MEDIAPIPE_POINTS = {
 ARCFACE_LANDMARKS = ("eye_right", "eye_left", "nose_tip", "mouth_right", "mouth_left")  # image left → right
 
 
+def landmark_positions(space: dict, vertices: np.ndarray, names=ARCFACE_LANDMARKS) -> np.ndarray:
+    """Positions (len(names), 3) of named landmarks on template-topology vertices (n, 3)."""
+    known = [str(n) for n in space["landmark_names"]]
+    return vertices[[space["landmark_vertices"][known.index(n)] for n in names]]
+
+
 def template_path() -> Path:
     return Path(str(files("autofacemonker.data").joinpath("template.ply")))
 
