@@ -43,3 +43,11 @@ def test_populations_are_deterministic_and_disjoint(space):
     c = population(space, seed=5, name="cohort", count=3)
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_shape_space_is_bit_for_bit_reproducible(space):
+    from facecover.shape_space import build_shape_space
+
+    again = build_shape_space(space["vertices"], space["faces"], space["landmark_names"], space["landmark_vertices"])
+    for key in ("basis", "sigma", "detail"):
+        assert np.array_equal(again[key], space[key])

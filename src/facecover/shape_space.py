@@ -52,7 +52,8 @@ def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr
 def laplace_beltrami_modes(vertices: np.ndarray, faces: np.ndarray, count: int) -> np.ndarray:
     """The `count` lowest non-constant Laplace–Beltrami eigenfunctions (count, n), scaled to max |φ| = 1."""
     L, M = cotangent_laplacian(vertices, faces)
-    vals, vecs = spla.eigsh(L, k=count + 1, M=M, sigma=-1e-6, which="LM")
+    # a fixed start vector: ARPACK's default is random, which makes the modes differ in the last bits
+    vals, vecs = spla.eigsh(L, k=count + 1, M=M, sigma=-1e-6, which="LM", v0=np.ones(len(vertices)))
     order = np.argsort(vals)
     vecs = vecs[:, order[1:]].T  # drop the constant mode
     vecs /= np.abs(vecs).max(axis=1, keepdims=True)
