@@ -41,7 +41,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        neighbour_mean, smoothed_normals, vertex_normals)
+                        neighbour_mean, raycasting_scene, smoothed_normals, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,13 @@ class FillingSettings:
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
 
 
-def closest_distance(points: np.ndarray, target_v: np.ndarray, target_f: np.ndarray) -> np.ndarray:
-    """Unsigned distance (n,) mm from each point to the closest point of the target surface."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(target_v.astype(np.float32)), o3d.core.Tensor(target_f.astype(np.uint32)))
+def closest_distance(points: np.ndarray, scene) -> np.ndarray:
+    """Unsigned distance (n,) mm from each point to the closest point of the scene's surface."""
     return scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
 
 
-def distance_along_normals(points: np.ndarray, normals: np.ndarray, target_v: np.ndarray,
-                           target_f: np.ndarray, max_mm: float = 50.0) -> np.ndarray:
-    """Signed distance (n,) mm from each point along its normal to the target surface; NaN if no hit."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(target_v.astype(np.float32)), o3d.core.Tensor(target_f.astype(np.uint32)))
+def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene, max_mm: float = 50.0) -> np.ndarray:
+    """Signed distance (n,) mm from each point along its normal to the scene's surface; NaN if no hit."""
     # Start each ray a little behind its point and nudge it sideways by 1 µm:
     # a ray through a point exactly on a triangle edge of the target (e.g. a
     # midpoint of a subdivided copy of it) can slip between the triangles.
@@ -110,8 +105,7 @@ def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarra
                          min_mm: float, iterations: int = 6) -> np.ndarray:
     """Outer vertices (n, 3) = inner + offset × direction, pushed out until each is at least
     `min_mm` from the inner surface (closest-point distance, i.e. the real wall thickness)."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(inner.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    scene = raycasting_scene(inner, faces)
     offset = offset.astype(np.float64).copy()
     for _ in range(iterations):
         outer = inner + offset[:, None] * directions
@@ -160,11 +154,12 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
                     if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
-    d = distance_along_normals(injured_v, normals, healthy_v, healthy_f)
+    healthy = raycasting_scene(healthy_v, healthy_f)  # built once: rays and closest distances
+    d = distance_along_normals(injured_v, normals, healthy)
     d[boundary_vertex_mask(injured_f, len(injured_v))] = np.nan  # the face outline: no wound measured there
     # skin lying on the healthy surface is not a wound, whatever a ray from inside a deep crease
     # (closed lips, eyelids) along the smoothed normal hits on the other side of it
-    on_healthy = closest_distance(injured_v, healthy_v, healthy_f) < settings.wound_threshold_mm
+    on_healthy = closest_distance(injured_v, healthy) < settings.wound_threshold_mm
     d[on_healthy & np.isfinite(d)] = 0.0
     hit = np.isfinite(d)
     if hit.mean() < 0.7:

@@ -67,6 +67,15 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)
 
 
+def raycasting_scene(vertices: np.ndarray, faces: np.ndarray):
+    """Open3D ray-casting scene (rays, closest points, distances) over one triangle mesh in mm."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)), o3d.core.Tensor(np.asarray(faces, np.uint32)))
+    return scene
+
+
 def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """Symmetric sparse graph (n, n) of edge lengths in mm."""
     e = np.unique(np.sort(edges_of(faces), axis=1), axis=0)

@@ -29,7 +29,7 @@ import open3d as o3d
 import trimesh
 
 from . import FacecoverError
-from .meshtools import face_components
+from .meshtools import face_components, raycasting_scene
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000,
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     points, face_idx = trimesh.sample.sample_surface(mesh, samples, seed=seed)
     inward = -mesh.face_normals[face_idx]
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    scene = raycasting_scene(vertices, faces)
     rays = np.c_[points + 1e-3 * inward, inward].astype(np.float32)
     hit = scene.cast_rays(o3d.core.Tensor(rays))
     t = hit["t_hit"].numpy()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from .meshtools import vertex_normals
+from .meshtools import raycasting_scene, vertex_normals
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ class Scene:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray):
         self.vertices = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
-        self._scene = o3d.t.geometry.RaycastingScene()
-        self._scene.add_triangles(o3d.core.Tensor(self.vertices.astype(np.float32)),
-                                  o3d.core.Tensor(self.faces.astype(np.uint32)))
+        self._scene = raycasting_scene(self.vertices, self.faces)
         self.vertex_normals = vertex_normals(self.vertices, self.faces)
 
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
