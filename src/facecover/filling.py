@@ -198,8 +198,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     for label in np.unique(labels):
         pf = injured_f[selected][labels == label]
         pv, pf_local, ids = compact(injured_v, pf)
-        tri = pv[pf_local]
-        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+        area = trimesh.triangles.area(pv[pf_local]).sum()
         if area < settings.min_part_area_mm2:
             continue
         outer = untangle(pv, pv + thickness[ids, None] * directions[ids], pf_local)

@@ -42,8 +42,7 @@ class WatertightSettings:
 def remove_stray_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Keep the largest connected piece by area (drops eyeballs and debris)."""
     labels = face_components(faces)
-    tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    area = trimesh.triangles.area(vertices[faces])
     per_component = np.bincount(labels, weights=area)
     keep = labels == per_component.argmax()
     v, f, kept = compact(vertices, faces[keep])
