@@ -124,11 +124,16 @@ def cmd_scars(args) -> None:
         save_mesh(out / f"{variant}.ply", result["vertices"], space["faces"])
 
 
-def _write_views(out: Path, stem: str, views: list[dict]) -> None:
+def _render_person(args, space: dict, vertices: np.ndarray, rng_name: str, out: Path, stem: str) -> None:
+    """Render one face under the configured views; write `{stem}_{k}.png` and `.json` per view."""
+    from .cohort import person_rng
     from .files import save_json
-    from .render import save_png
-    from .template import ARCFACE_LANDMARKS
+    from .render import render_views, save_png, view_setups
+    from .template import ARCFACE_LANDMARKS, landmark_positions
 
+    setups = view_setups(person_rng(args.seed, "render", rng_name), args.views,
+                         args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
+    views = render_views(vertices, space["faces"], landmark_positions(space, vertices), setups, args.size, args.field_mm)
     for k, view in enumerate(views):
         save_png(out / f"{stem}_{k}.png", view["image"])
         save_json(out / f"{stem}_{k}.json", {
@@ -140,39 +145,25 @@ def _write_views(out: Path, stem: str, views: list[dict]) -> None:
 def cmd_render(args) -> None:
     from tqdm import tqdm
 
-    from .cohort import person_rng
     from .files import load_mesh
-    from .render import render_views, view_setups
-    from .template import landmark_positions
 
     space = _space(args.space)
-    out = Path(args.out_dir)
     for variant in tqdm(args.variants, desc=f"render {args.subject}", disable=None):
-        mesh = load_mesh(Path(args.scars_dir) / f"{variant}.ply")
-        v = np.asarray(mesh.vertices)
-        setups = view_setups(person_rng(args.seed, "render", f"{args.subject}/{variant}"), args.views,
-                             args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
-        _write_views(out, variant, render_views(v, space["faces"], landmark_positions(space, v), setups,
-                                                args.size, args.field_mm))
+        v = np.asarray(load_mesh(Path(args.scars_dir) / f"{variant}.ply").vertices)
+        _render_person(args, space, v, f"{args.subject}/{variant}", Path(args.out_dir), variant)
 
 
 def cmd_render_pool(args) -> None:
     from tqdm import tqdm
 
-    from .cohort import person_rng
     from .files import load_npz
-    from .render import render_views, view_setups
-    from .template import landmark_positions
 
     space = _space(args.space)
     pool = load_npz(args.pool)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, v in tqdm(list(zip(pool["names"], pool["vertices"].astype(np.float64))), desc="render pool", disable=None):
-        setups = view_setups(person_rng(args.seed, "render", str(name)), args.views,
-                             args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
-        _write_views(out, str(name), render_views(v, space["faces"], landmark_positions(space, v), setups,
-                                                  args.size, args.field_mm))
+        _render_person(args, space, v, str(name), out, str(name))
 
 
 def cmd_contact_sheet(args) -> None:
@@ -219,13 +210,13 @@ def cmd_filling(args) -> None:
 
 
 def cmd_print(args) -> None:
+    import dataclasses
     import json
 
     import trimesh
 
     from .files import atomic_paths, load_mesh, save_json
-    from .printing import (PrinterSettings, check_printable, place_on_bed, printer_dict, slice_with_prusaslicer,
-                           slicer_profile)
+    from .printing import PrinterSettings, check_printable, place_on_bed, slice_with_prusaslicer, slicer_profile
     from .watertight import make_watertight
 
     printer = _settings(PrinterSettings, args.printer)
@@ -241,7 +232,7 @@ def cmd_print(args) -> None:
     report = {"cover": {"stl": args.out_stl, "volume_mm3": float(mesh.volume),
                         "bounding_box_mm": mesh.bounds.round(3).tolist(), "checks": checks},
               "face": {"stl": args.out_face_stl, "checks": face_checks},
-              "printer": printer_dict(printer)}
+              "printer": dataclasses.asdict(printer)}
     outputs = [args.out_stl, args.out_face_stl, args.out_ini] + ([args.out_gcode] if args.out_gcode else [])
     with atomic_paths(*outputs) as tmp:  # all files appear together, or none
         mesh.export(tmp[0], file_type="stl")

@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +188,3 @@ def slice_with_prusaslicer(stl: Path, ini: Path, gcode: Path, slicer: str = "pru
         tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
         raise FacecoverError(f"{stl}: PrusaSlicer failed (exit {res.returncode}): {' | '.join(tail)}")
     return parse_gcode_estimates(gcode.read_text(errors="replace"))
-
-
-def printer_dict(printer: PrinterSettings) -> dict:
-    return asdict(printer)
