@@ -26,9 +26,12 @@ def _subjects():
 SUBJECTS = _subjects()
 
 
+SHARED_MODULES = ("files", "meshtools")  # helpers every stage uses
+
+
 def code(*modules):
-    """Source files of the package modules behind a step; editing one reruns that step."""
-    return [f"src/facecover/{m}.py" for m in modules]
+    """Source files of the package modules behind a step (plus the shared helpers); editing one reruns that step."""
+    return [f"src/facecover/{m}.py" for m in dict.fromkeys(modules + SHARED_MODULES)]
 
 
 def raw_scan(wildcards):

@@ -16,7 +16,7 @@ rule reference_watertight:
         report=f"{REF}/watertight/{{subject}}.json",
     input:
         healthy="results/registered/{subject}.ply",
-        code=code("watertight", "meshtools"),
+        code=code("watertight"),
     params:
         back=config["watertight"].get("back_offset_mm", 10.0),
     conda:
@@ -35,7 +35,7 @@ rule reference_filling:
     input:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         healthy=f"{REF}/watertight/{{subject}}.ply",
-        code=code("filling", "meshtools"),
+        code=code("filling"),
     params:
         settings=json.dumps(config["filling"], sort_keys=True),
     conda:

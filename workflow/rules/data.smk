@@ -22,7 +22,7 @@ rule pool:
         "results/pool/identities.npz",
     input:
         space="results/model/face_space.npz",
-        code=code("cohort"),
+        code=code("cohort", "shape_space"),
     params:
         size=config["cohort"]["pool_size"],
         seed=config["seed"],
@@ -40,7 +40,7 @@ rule synthetic_scan:
         truth="results/truth/{subject}.npz",
     input:
         space="results/model/face_space.npz",
-        code=code("cohort"),
+        code=code("cohort", "shape_space"),
     params:
         seed=config["seed"],
         spacing=config["scans"].get("point_spacing_mm", 1.2),
@@ -66,7 +66,7 @@ rule ingest:
     input:
         space="results/model/face_space.npz",
         scan=raw_scan,
-        code=code("ingest", "files"),
+        code=code("ingest", "render", "template"),
     params:
         units=config["scans"]["units"],
         iterations=config["registration"]["fit_iterations"],

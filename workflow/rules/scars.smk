@@ -20,7 +20,7 @@ rule scars:
     input:
         space="results/model/face_space.npz",
         registered="results/registered/{subject}.ply",
-        code=code("scars"),
+        code=code("scars", "template"),
     params:
         settings=json.dumps(SCAR_SETTINGS, sort_keys=True),
         variants=" ".join(VARIANTS),
@@ -42,7 +42,7 @@ rule render:
     input:
         space="results/model/face_space.npz",
         meshes=expand("results/scars/{{subject}}/{variant}.ply", variant=VARIANTS),
-        code=code("render"),
+        code=code("render", "cohort", "template"),
     params:
         view_args=VIEW_ARGS,
         variants=" ".join(VARIANTS),
@@ -63,7 +63,7 @@ rule render_pool:
     input:
         space="results/model/face_space.npz",
         pool="results/pool/identities.npz",
-        code=code("render"),
+        code=code("render", "cohort", "template"),
     params:
         view_args=VIEW_ARGS,
         seed=config["seed"],
