@@ -28,6 +28,7 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scars.smk"
+include: "workflow/rules/encoder.smk"
 include: "workflow/rules/covers.smk"
 include: "workflow/rules/report.smk"
 
@@ -39,8 +40,12 @@ rule all:
         "results/pool/identities.npz",
         expand("results/report/renders/{subject}.png", subject=SUBJECTS),
         "results/renders/pool",
+        "results/encoder/arcface.onnx",
+        "results/embeddings/pool.npz",
+        expand("results/embeddings/{subject}.npz", subject=SUBJECTS),
         expand("results/covers_reference/prints/{subject}.stl", subject=SUBJECTS),
         expand("results/report/covers_reference/{subject}.png", subject=SUBJECTS),
         "results/report/registration.csv",
         "results/report/covers_reference.csv",
+        "results/report/encoder.csv",
     default_target: True

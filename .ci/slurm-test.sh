@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a tiny config of the workflow through a real single-node SLURM cluster on localhost
 # (../shared/ci/start-slurm.sh) and proves from the controller log that the jobs went
-# through sbatch. The cluster is stopped on exit, also when the test fails.
+# through sbatch. The encoder and embed rules ask for a GPU (gpu: true); SLURM gives them the
+# cluster's fake GPU (CUDA_VISIBLE_DEVICES set, no CUDA), and they must still run, on the CPU.
+# The cluster is stopped on exit, also when the test fails.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 shared="$(cd "$repo/../shared/ci" && pwd)"
@@ -15,7 +17,7 @@ work="$(mktemp -d /tmp/facecover-slurm-run.XXXXXX)"
 ln -s "$repo/workflow" "$work/workflow"
 ln -s "$repo/src" "$work/src"
 cp "$repo/config.yaml" "$work/config.yaml"
-targets=(results/scars/subject01/00.npz results/scars/subject02/00.npz)
+targets=(results/scars/subject02/00.npz results/embeddings/subject01.npz)
 echo "[slurm-test] running ${targets[*]} in $work"
 "$repo/.venv/bin/snakemake" "${targets[@]}" --snakefile "$repo/Snakefile" --directory "$work" \
   --profile "$repo/.ci/slurm" --configfile "$repo/.test/slurm-config.yaml" \
@@ -26,9 +28,18 @@ submitted=$(( $(grep -c "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slur
 echo "[slurm-test] SLURM job ids: $ids"
 echo "[slurm-test] sbatch submissions in the controller log: $submitted"
 grep "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slurmctld.log" | tail -n "$submitted" | sed 's/^/[slurm-test]   /'
-for t in "${targets[@]}" results/registered/subject01.json; do
+for t in "${targets[@]}" results/registered/subject01.json results/encoder/arcface.onnx; do
   test -s "$work/$t" || { echo "[slurm-test] missing output $t"; exit 1; }
 done
-# face_space, 2 x synthetic_scan, 2 x ingest, 2 x scars = 7 jobs through sbatch
-if (( submitted < 7 )); then echo "[slurm-test] expected at least 7 sbatch submissions"; exit 1; fi
+# face_space, pool, render_pool, encoder, 2 x synthetic_scan, 2 x ingest, 2 x scars, render, embed = 12 jobs
+if (( submitted < 12 )); then echo "[slurm-test] expected at least 12 sbatch submissions"; exit 1; fi
+# the GPU-requesting jobs (encoder, embed) were submitted with gpu=1, SLURM gave them the fake GPU
+# (CUDA_VISIBLE_DEVICES=0) and they ran on the CPU after the one-line notice
+gpu_jobs=$(grep -cE "resources: .*[ ,]gpu=1(,|$)" "$work/snakemake.log" || true)
+echo "[slurm-test] jobs submitted with gpu=1: $gpu_jobs ($(cd "$work/.snakemake/slurm_logs" && ls rule_encoder/*.log rule_embed/*/*.log | tr '\n' ' '))"
+if (( gpu_jobs < 2 )); then echo "[slurm-test] expected the encoder and embed jobs to request a GPU"; exit 1; fi
+for rule_log in results/logs/encoder.log results/logs/embed/subject01.log; do
+  grep -H "no usable CUDA GPU (CUDA_VISIBLE_DEVICES='0'" "$work/$rule_log" | sed 's/^/[slurm-test]   /' \
+    || { echo "[slurm-test] $rule_log: no CPU-fallback notice, so the job did not get the fake GPU"; exit 1; }
+done
 echo "[slurm-test] OK: $submitted jobs through SLURM in $(( SECONDS - start )) s"

@@ -37,3 +37,21 @@ def test_gpu_used_when_available(monkeypatch):
 def test_bad_value():
     with pytest.raises(FacecoverError, match="'gpu' is not one of"):
         select_device("gpu")
+
+
+def test_onnx_providers(monkeypatch):
+    import onnxruntime
+
+    from facecover.device import onnx_providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    notes = []
+    assert onnx_providers("auto", notes.append) == ["CPUExecutionProvider"] and notes == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert onnx_providers("auto", notes.append) == ["CPUExecutionProvider"]
+    assert len(notes) == 1 and "running on the CPU" in notes[0]
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert onnx_providers("cuda")[0] == "CUDAExecutionProvider"
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]

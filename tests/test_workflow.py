@@ -95,6 +95,7 @@ def planned_rules(res: subprocess.CompletedProcess) -> dict[str, int]:
 def test_data_rules_run_end_to_end(workdir):
     import json
 
+    import numpy as np
     import pandas as pd
 
     config = yaml.safe_load((ROOT / ".test/config.yaml").read_text())
@@ -110,6 +111,13 @@ def test_data_rules_run_end_to_end(workdir):
                 lm = json.loads((workdir / f"results/renders/{s}/{variant}_{view}.json").read_text())
                 assert len(lm["arcface_landmarks_px"]) == 5
     assert len(list((workdir / "results/renders/pool").glob("*.png"))) == 4 * 2
+    # encoder trained on the pool renders, embedding cache of every render (2 variants x 2 views, 2 augmentations)
+    assert json.loads((workdir / "results/encoder/arcface.json").read_text())["trained"] is True
+    for name, count in [(s, 4) for s in subjects] + [("pool", 8)]:
+        with np.load(workdir / f"results/embeddings/{name}.npz") as cache:
+            assert cache["clean"].shape == (count, 512) and cache["augmented"].shape == (count, 2, 512)
+    encoder = pd.read_csv(workdir / "results/report/encoder.csv")
+    assert list(encoder.faces) == ["cohort, injured renders"] and 0 <= encoder.verification_auc[0] <= 1
     split = pd.read_csv(workdir / "results/splits.csv")
     assert sorted(split.subject) == subjects and split.subject.is_unique
     for s in subjects:  # reference covers: checked STL, profile, report, G-code when PrusaSlicer is there
@@ -125,7 +133,8 @@ def test_data_rules_run_end_to_end(workdir):
     res = run_snakemake(workdir, "--report", "results/report.html", config=config)
     assert res.returncode == 0, res.stderr[-2000:]
     html = (workdir / "results/report.html").read_text(errors="replace")
-    for text in ("Registration", "Covers", "Renders", "registration.csv", "covers_reference.csv"):
+    for text in ("Registration", "Covers", "Renders", "Identity encoder", "registration.csv", "covers_reference.csv",
+                 "encoder.csv"):
         assert text in html
 
     # nothing changed -> nothing to do
@@ -133,15 +142,22 @@ def test_data_rules_run_end_to_end(workdir):
     # a scar parameter reruns scars and what depends on them, nothing upstream
     config["scars"]["depth_mm"] = [1.5, 4.0]
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "reference_filling": 5, "reference_print": 5,
-                    "reference_preview": 5, "covers_summary": 1, "all": 1}, plan
+    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "embed": 5, "encoder_summary": 1,
+                    "reference_filling": 5, "reference_print": 5, "reference_preview": 5, "covers_summary": 1,
+                    "all": 1}, plan
     # a render parameter reruns rendering (cohort and pool), not the scars
     config["scars"]["depth_mm"] = [1.0, 4.0]
     config["render"]["max_yaw_deg"] = 12.0
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"render": 5, "render_pool": 1, "contact_sheet": 5, "all": 1}, plan
-    # a printer setting reruns only the prints
+    assert plan == {"render": 5, "render_pool": 1, "contact_sheet": 5, "encoder": 1, "embed": 5, "embed_pool": 1,
+                    "encoder_summary": 1, "all": 1}, plan
+    # an embedding-cache setting reruns only the cache
     config["render"]["max_yaw_deg"] = 15.0
+    config["embed"]["augmentations"] = 3
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan == {"embed": 5, "embed_pool": 1, "encoder_summary": 1, "all": 1}, plan
+    config["embed"]["augmentations"] = 2
+    # a printer setting reruns only the prints
     config["printer"]["nozzle_temperature_c"] = 215
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
     assert plan == {"reference_print": 5, "covers_summary": 1, "all": 1}, plan
@@ -171,7 +187,8 @@ def test_data_rules_run_end_to_end(workdir):
     finished_before_kill = log.read_text().count("Finished jobid")
     assert finished_before_kill >= 2
     plan = planned_rules(run_snakemake(workdir, "-n", "--rerun-incomplete", config=config))
-    assert sum(plan.values()) == 5 + 1 + 5 + 1 - finished_before_kill, (plan, finished_before_kill)
+    # render 5, render_pool 1, contact_sheet 5, encoder 1, embed 5, embed_pool 1, encoder_summary 1, all 1
+    assert sum(plan.values()) == 5 + 1 + 5 + 1 + 5 + 1 + 1 + 1 - finished_before_kill, (plan, finished_before_kill)
     assert run_snakemake(workdir, "--unlock", config=config).returncode == 0  # a SIGKILL leaves the lock
     res = run_snakemake(workdir, "--rerun-incomplete", config=config)
     assert res.returncode == 0, res.stderr[-2000:]

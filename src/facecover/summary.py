@@ -70,3 +70,53 @@ def registration_figure(table: pd.DataFrame, out) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> pd.DataFrame:
+    """Identity verification of the encoder: on held-out pool identities (clean faces) and on the
+    cohort's injured renders (the embedding cache; one identity per subject across scar variants/views)."""
+    from .encoder import verification_figures
+    from .files import load_npz
+
+    report = json.loads(Path(encoder_report).read_text())
+    rows = []
+    if "heldout" in report:
+        rows.append({"faces": "pool, held-out identities (clean)", **report["heldout"]})
+    clean, names = [], []
+    for path in embeddings:
+        cache = load_npz(path)
+        clean.append(cache["clean"])
+        names += [Path(path).stem] * len(cache["clean"])
+    if len(set(names)) >= 2:
+        rows.append({"faces": "cohort, injured renders", **verification_figures(np.concatenate(clean), np.array(names))})
+    return pd.DataFrame(rows).round(4)
+
+
+def encoder_figure(encoder_report: str | Path, out) -> None:
+    """Training curves of the bootstrap encoder (ArcFace loss, training accuracy per epoch) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_path
+
+    report = json.loads(Path(encoder_report).read_text())
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    history = pd.DataFrame(report.get("history", []))
+    if history.empty:
+        ax.text(0.5, 0.5, f"given model, not trained here:\n{report.get('source', '')}", ha="center", va="center",
+                fontsize=8, transform=ax.transAxes)
+    else:
+        ax.plot(history["epoch"], history["loss"], "b.-", label="ArcFace loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        acc = ax.twinx()
+        acc.plot(history["epoch"], history["train_accuracy"], "g.-", label="training accuracy")
+        acc.set_ylim(0, 1)
+        acc.set_ylabel("accuracy")
+        fig.legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -26,6 +26,10 @@ def _subjects():
 SUBJECTS = _subjects()
 
 
+# Rules that train or embed ask the cluster for one GPU when `gpu: true` (they run on the CPU without one).
+GPUS = 1 if config["gpu"] else 0
+
+
 SHARED_MODULES = ("files", "meshtools")  # helpers every stage uses
 
 
@@ -48,3 +52,10 @@ def truth_arg(wildcards):
     if config["scans"]["source"] == "synthetic":
         return f"--truth results/truth/{wildcards.subject}.npz"
     return ""
+
+
+def encoder_inputs(wildcards):
+    """A configured ArcFace ONNX is used as is; otherwise the encoder is trained on the pool renders."""
+    if config["arcface"]["model"]:
+        return {"model": config["arcface"]["model"]}
+    return {"renders": "results/renders/pool"}

@@ -41,3 +41,28 @@ rule covers_summary:
         "results/logs/covers_summary.log",
     shell:
         "facecover summary --kind covers --reports {input.reports} --out {output} 2> {log}"
+
+
+rule encoder_summary:
+    output:
+        table=report(
+            "results/report/encoder.csv",
+            caption="../report/encoder.rst",
+            category="Identity encoder",
+        ),
+        figure=report(
+            "results/report/encoder.png",
+            caption="../report/encoder.rst",
+            category="Identity encoder",
+        ),
+    input:
+        encoder="results/encoder/arcface.json",
+        embeddings=expand("results/embeddings/{subject}.npz", subject=SUBJECTS),
+        code=code("summary", "encoder"),
+    conda:
+        "../../envs/covers.yaml"
+    log:
+        "results/logs/encoder_summary.log",
+    shell:
+        "facecover summary --kind encoder --encoder-report {input.encoder} --reports {input.embeddings}"
+        " --out {output.table} --figure {output.figure} 2> {log}"

@@ -1,0 +1,83 @@
+# Identity encoder (frozen ArcFace) and the embedding cache of every render.
+
+import json
+import shlex
+
+ARCFACE = config["arcface"]
+ENCODER_SETTINGS = {k: v for k, v in ARCFACE.items() if k != "model"}
+EMBED = config["embed"]
+AUGMENT_SETTINGS = {k: v for k, v in EMBED.items() if k != "augmentations"}
+
+
+rule encoder:
+    output:
+        model="results/encoder/arcface.onnx",
+        report="results/encoder/arcface.json",
+    input:
+        unpack(encoder_inputs),
+        code=code("encoder", "device"),
+    params:
+        source=f"--model {shlex.quote(ARCFACE['model'])}" if ARCFACE["model"] else "--renders-dir results/renders/pool",
+        settings=json.dumps(ENCODER_SETTINGS, sort_keys=True),
+        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        gpu=GPUS,
+    conda:
+        "../../envs/learn.yaml"
+    log:
+        "results/logs/encoder.log",
+    shell:
+        "facecover encoder {params.source} --settings {params.settings:q} --augment {params.augment:q}"
+        " --seed {params.seed} --device {params.device} --out {output.model} --report {output.report} 2> {log}"
+
+
+rule embed:
+    output:
+        "results/embeddings/{subject}.npz",
+    input:
+        encoder="results/encoder/arcface.onnx",
+        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
+        code=code("embed", "encoder", "device", "cohort"),
+    params:
+        stems=" ".join(f"{variant}_{view}" for variant in VARIANTS for view in VIEWS),
+        augmentations=EMBED["augmentations"],
+        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
+        seed=config["seed"],
+        device=config["device"],
+    resources:
+        gpu=GPUS,
+    conda:
+        "../../envs/learn.yaml"
+    log:
+        "results/logs/embed/{subject}.log",
+    shell:
+        "facecover embed --encoder {input.encoder} --renders-dir results/renders/{wildcards.subject}"
+        " --stems {params.stems} --augmentations {params.augmentations} --augment {params.augment:q} --seed {params.seed}"
+        " --device {params.device} --out {output} 2> {log}"
+
+
+rule embed_pool:
+    output:
+        "results/embeddings/pool.npz",
+    input:
+        encoder="results/encoder/arcface.onnx",
+        renders="results/renders/pool",
+        code=code("embed", "encoder", "device", "cohort"),
+    params:
+        augmentations=EMBED["augmentations"],
+        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
+        seed=config["seed"],
+        device=config["device"],
+    resources:
+        gpu=GPUS,
+    conda:
+        "../../envs/learn.yaml"
+    log:
+        "results/logs/embed/pool.log",
+    shell:
+        "facecover embed --encoder {input.encoder} --renders-dir {input.renders}"
+        " --augmentations {params.augmentations} --augment {params.augment:q} --seed {params.seed}"
+        " --device {params.device} --out {output} 2> {log}"
