@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     subject="|".join(SUBJECTS),
+    renders="|".join(SUBJECTS + ["pool"]),
 
 
 include: "workflow/rules/data.smk"

@@ -115,7 +115,7 @@ def encoder_figure(encoder_report: str | Path, out) -> None:
         acc.plot(history["epoch"], history["train_accuracy"], "g.-", label="training accuracy")
         acc.set_ylim(0, 1)
         acc.set_ylabel("accuracy")
-        fig.legend(fontsize=7, loc="upper center")
+        fig.legend(fontsize=7, loc="center right", bbox_to_anchor=(0.85, 0.5))
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")

@@ -59,3 +59,15 @@ def encoder_inputs(wildcards):
     if config["arcface"]["model"]:
         return {"model": config["arcface"]["model"]}
     return {"renders": "results/renders/pool"}
+
+
+def renders_to_embed(wildcards):
+    """A subject's injured renders (every variant and view), or the pool's render folder."""
+    if wildcards.renders == "pool":
+        return {"renders": "results/renders/pool"}
+    return {"images": expand(f"results/renders/{wildcards.renders}/{{stem}}.png", stem=RENDER_STEMS)}
+
+
+def embed_stems(wildcards):
+    """Only the renders of the configured variants and views (a folder may hold stale ones)."""
+    return "" if wildcards.renders == "pool" else "--stems " + " ".join(RENDER_STEMS)

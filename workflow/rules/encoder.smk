@@ -1,4 +1,5 @@
-# Identity encoder (frozen ArcFace) and the embedding cache of every render.
+# Identity encoder (frozen ArcFace) and the embedding cache of every render
+# (results/embeddings/{renders}.npz for each subject's injured renders and for the pool).
 
 import json
 import shlex
@@ -22,7 +23,7 @@ rule encoder:
         augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
         seed=config["seed"],
         device=config["device"],
-    threads: 2
+    threads: 2  # torch training threads (more: set-threads in your profile)
     resources:
         gpu=GPUS,
     conda:
@@ -36,13 +37,13 @@ rule encoder:
 
 rule embed:
     output:
-        "results/embeddings/{subject}.npz",
+        "results/embeddings/{renders}.npz",
     input:
+        unpack(renders_to_embed),
         encoder="results/encoder/arcface.onnx",
-        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
         code=code("embed", "encoder", "device", "cohort"),
     params:
-        stems=" ".join(f"{variant}_{view}" for variant in VARIANTS for view in VIEWS),
+        stems=embed_stems,
         augmentations=EMBED["augmentations"],
         augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
         seed=config["seed"],
@@ -52,32 +53,8 @@ rule embed:
     conda:
         "../../envs/learn.yaml"
     log:
-        "results/logs/embed/{subject}.log",
+        "results/logs/embed/{renders}.log",
     shell:
-        "facecover embed --encoder {input.encoder} --renders-dir results/renders/{wildcards.subject}"
-        " --stems {params.stems} --augmentations {params.augmentations} --augment {params.augment:q} --seed {params.seed}"
-        " --device {params.device} --out {output} 2> {log}"
-
-
-rule embed_pool:
-    output:
-        "results/embeddings/pool.npz",
-    input:
-        encoder="results/encoder/arcface.onnx",
-        renders="results/renders/pool",
-        code=code("embed", "encoder", "device", "cohort"),
-    params:
-        augmentations=EMBED["augmentations"],
-        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
-        seed=config["seed"],
-        device=config["device"],
-    resources:
-        gpu=GPUS,
-    conda:
-        "../../envs/learn.yaml"
-    log:
-        "results/logs/embed/pool.log",
-    shell:
-        "facecover embed --encoder {input.encoder} --renders-dir {input.renders}"
+        "facecover embed --encoder {input.encoder} --renders-dir results/renders/{wildcards.renders} {params.stems}"
         " --augmentations {params.augmentations} --augment {params.augment:q} --seed {params.seed}"
         " --device {params.device} --out {output} 2> {log}"

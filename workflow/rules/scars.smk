@@ -4,6 +4,7 @@ import json
 
 VARIANTS = [f"{i:02d}" for i in range(config["scars"]["variants_per_subject"])]
 VIEWS = [str(k) for k in range(config["render"]["views"])]
+RENDER_STEMS = [f"{variant}_{view}" for variant in VARIANTS for view in VIEWS]
 SCAR_SETTINGS = {k: v for k, v in config["scars"].items() if k != "variants_per_subject"}
 RENDER = config["render"]
 VIEW_ARGS = (
