@@ -18,8 +18,8 @@ def pool_renders(space_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pool")
     assert main(["pool", "--space", str(space_file), "--count", "12", "--seed", "3",
                  "--out", str(folder / "pool.npz")]) == 0
-    assert main(["render-pool", "--space", str(space_file), "--pool", str(folder / "pool.npz"), "--views", "2",
-                 "--size", "128", "--seed", "3", "--out-dir", str(folder / "renders")]) == 0
+    assert main(["render-pool", "--space", str(space_file), "--pool", str(folder / "pool.npz"), "--settings",
+                 '{"views": 2, "size": 128}', "--seed", "3", "--out-dir", str(folder / "renders")]) == 0
     return folder / "renders"
 
 

@@ -73,3 +73,14 @@ def test_registration_from_any_orientation(space, make_scan):
         path, truth, _ = make_scan(subject=subject, seed=7, settings=ScanSettings(max_rotation_deg=180))
         reg = ingest_scan(path, space)
         assert np.linalg.norm(reg.vertices - truth, axis=1).mean() <= 1.0
+
+
+def test_cli_settings_are_checked(space_file, make_scan, tmp_path, capsys):
+    path, _, _ = make_scan(subject="subject04")
+    out = tmp_path / "registered" / "subject04.ply"
+    for settings, message in [('{"fit_iteration": 3}', "unknown setting(s) fit_iteration"),
+                              ('{"fit_iterations": ', "not valid JSON")]:
+        code = main(["ingest", "--space", str(space_file), "--scan", str(path), "--settings", settings,
+                     "--out", str(out), "--report", str(tmp_path / "registered" / "subject04.json")])
+        assert code == 1 and message in capsys.readouterr().err
+        assert not out.exists()

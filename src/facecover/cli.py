@@ -44,8 +44,7 @@ def cmd_synth_scan(args) -> None:
     space = _space(args.space)
     rng = person_rng(args.seed, "cohort", args.subject)
     truth = person_vertices(space, rng, with_detail=True)
-    settings = ScanSettings(point_spacing_mm=args.point_spacing_mm, noise_mm=args.noise_mm, holes=args.holes,
-                            hole_radius_mm=tuple(args.hole_radius_mm), max_rotation_deg=args.max_rotation_deg)
+    settings = _settings(ScanSettings, args.settings)
     uv = disk_parameterization(space["vertices"], space["faces"])
     vertices, faces, pose = synthetic_scan(truth, space["faces"], uv, rng, settings)
     scale = 1000.0 if args.units == "m" else 1.0
@@ -54,12 +53,13 @@ def cmd_synth_scan(args) -> None:
 
 
 def cmd_ingest(args) -> None:
+    import dataclasses
+
     from .files import save_json, save_mesh
     from .ingest import RegistrationSettings, ingest_scan
 
     space = _space(args.space)
-    settings = RegistrationSettings(fit_iterations=args.fit_iterations,
-                                    max_median_residual_mm=args.max_median_residual_mm, seed=args.seed)
+    settings = dataclasses.replace(_settings(RegistrationSettings, args.settings), seed=args.seed)
     reg = ingest_scan(args.scan, space, units=args.units, settings=settings)
     if args.truth:
         from .files import load_npz
@@ -124,16 +124,18 @@ def cmd_scars(args) -> None:
         save_mesh(out / f"{variant}.ply", result["vertices"], space["faces"])
 
 
-def _render_person(args, space: dict, vertices: np.ndarray, rng_name: str, out: Path, stem: str) -> None:
-    """Render one face under the configured views; write `{stem}_{k}.png` and `.json` per view."""
+def _render_person(settings, seed: int, space: dict, vertices: np.ndarray, rng_name: str, out: Path,
+                   stem: str) -> None:
+    """Render one face under the views of `settings` (ViewSettings); write `{stem}_{k}.png` and `.json` per view."""
     from .cohort import person_rng
     from .files import save_json
     from .render import render_views, save_png, view_setups
     from .template import ARCFACE_LANDMARKS, landmark_positions
 
-    setups = view_setups(person_rng(args.seed, "render", rng_name), args.views,
-                         args.max_yaw_deg, args.max_pitch_deg, args.max_roll_deg)
-    views = render_views(vertices, space["faces"], landmark_positions(space, vertices), setups, args.size, args.field_mm)
+    setups = view_setups(person_rng(seed, "render", rng_name), settings.views,
+                         settings.max_yaw_deg, settings.max_pitch_deg, settings.max_roll_deg)
+    views = render_views(vertices, space["faces"], landmark_positions(space, vertices), setups, settings.size,
+                         settings.field_mm)
     for k, view in enumerate(views):
         save_png(out / f"{stem}_{k}.png", view["image"])
         save_json(out / f"{stem}_{k}.json", {
@@ -146,24 +148,28 @@ def cmd_render(args) -> None:
     from tqdm import tqdm
 
     from .files import load_mesh
+    from .render import ViewSettings
 
     space = _space(args.space)
+    settings = _settings(ViewSettings, args.settings)
     for variant in tqdm(args.variants, desc=f"render {args.subject}", disable=None):
         v = np.asarray(load_mesh(Path(args.scars_dir) / f"{variant}.ply").vertices)
-        _render_person(args, space, v, f"{args.subject}/{variant}", Path(args.out_dir), variant)
+        _render_person(settings, args.seed, space, v, f"{args.subject}/{variant}", Path(args.out_dir), variant)
 
 
 def cmd_render_pool(args) -> None:
     from tqdm import tqdm
 
     from .files import load_npz
+    from .render import ViewSettings
 
     space = _space(args.space)
+    settings = _settings(ViewSettings, args.settings)
     pool = load_npz(args.pool)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, v in tqdm(list(zip(pool["names"], pool["vertices"].astype(np.float64))), desc="render pool", disable=None):
-        _render_person(args, space, v, str(name), out, str(name))
+        _render_person(settings, args.seed, space, v, str(name), out, str(name))
 
 
 def cmd_encoder(args) -> None:
@@ -318,12 +324,8 @@ def cmd_summary(args) -> None:
 
 
 def _add_view_args(p) -> None:
-    p.add_argument("--views", type=int, default=3)
-    p.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
-    p.add_argument("--field-mm", type=float, default=230.0, help="scene width covered at the face, mm")
-    p.add_argument("--max-yaw-deg", type=float, default=15.0)
-    p.add_argument("--max-pitch-deg", type=float, default=10.0)
-    p.add_argument("--max-roll-deg", type=float, default=5.0)
+    p.add_argument("--settings", help="JSON object of view settings (config 'render' block: views, size, "
+                                      "field_mm, max_yaw_deg, max_pitch_deg, max_roll_deg)")
     p.add_argument("--seed", type=int, required=True)
 
 
@@ -348,11 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     p.add_argument("--subject", required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--point-spacing-mm", type=float, default=1.2)
-    p.add_argument("--noise-mm", type=float, default=0.2)
-    p.add_argument("--holes", type=int, default=3)
-    p.add_argument("--hole-radius-mm", type=float, nargs=2, default=(2.0, 5.0))
-    p.add_argument("--max-rotation-deg", type=float, default=45.0)
+    p.add_argument("--settings", help="JSON object of scan settings (config 'scans' block without source/dir/units)")
     p.add_argument("--units", choices=("mm", "m"), default="mm", help="units to write the scan in")
     p.add_argument("--out-scan", required=True)
     p.add_argument("--out-truth", required=True)
@@ -362,8 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     p.add_argument("--scan", required=True)
     p.add_argument("--units", choices=("mm", "m", "auto"), default="mm")
-    p.add_argument("--fit-iterations", type=int, default=80)
-    p.add_argument("--max-median-residual-mm", type=float, default=1.5)
+    p.add_argument("--settings", help="JSON object of registration settings (config 'registration' block)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truth", help="true vertices (.npz) to report vertex errors against (synthetic data only)")
     p.add_argument("--out", required=True)

@@ -50,9 +50,13 @@ def load_render(image_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def aligned_face(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The 112 x 112 ArcFace crop (insightface `norm_crop`) of a BGR image given its 5 landmarks (px)."""
+    import warnings
+
     from insightface.utils import face_align
 
-    return face_align.norm_crop(image, landmarks.astype(np.float32), image_size=FACE_SIZE)
+    with warnings.catch_warnings():  # scikit-image's notice about insightface's own call, once per image
+        warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning)
+        return face_align.norm_crop(image, landmarks.astype(np.float32), image_size=FACE_SIZE)
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,18 @@ class Scene:
 DEFAULT_LIGHTS = np.array([[0.0, 0.3, 1.0], [-0.6, 0.4, 0.8], [0.6, 0.2, 0.8]])
 
 
+@dataclass(frozen=True)
+class ViewSettings:
+    """How each face is rendered (config `render` block)."""
+
+    views: int = 3                 # view 0 frontal, the others with small pose and light changes
+    size: int = 256                # image width and height, pixels
+    field_mm: float = 230.0        # scene width covered at the face
+    max_yaw_deg: float = 15.0
+    max_pitch_deg: float = 10.0
+    max_roll_deg: float = 5.0
+
+
 def view_setups(rng: np.random.Generator, n_views: int, max_yaw_deg: float = 15.0, max_pitch_deg: float = 10.0,
                 max_roll_deg: float = 5.0, light_jitter: float = 0.35) -> list[dict]:
     """Pose (yaw, pitch, roll in degrees) and light directions (3, 3) for each view.

@@ -1,5 +1,7 @@
 # Data stages: face shape space, synthetic pool and cohort, ingestion, split.
 
+import json
+
 
 rule face_space:
     output:
@@ -43,19 +45,15 @@ rule synthetic_scan:
         code=code("cohort", "shape_space"),
     params:
         seed=config["seed"],
-        spacing=config["scans"].get("point_spacing_mm", 1.2),
-        noise=config["scans"].get("noise_mm", 0.2),
-        holes=config["scans"].get("holes", 3),
-        radius=" ".join(str(r) for r in config["scans"].get("hole_radius_mm", [2.0, 5.0])),
-        rotation=config["scans"].get("max_rotation_deg", 45),
+        settings=json.dumps({k: v for k, v in config["scans"].items() if k not in ("source", "dir", "units")},
+                            sort_keys=True),
     conda:
         "../../envs/data.yaml"
     log:
         "results/logs/synthetic_scan/{subject}.log",
     shell:
         "facecover synth-scan --space {input.space} --subject {wildcards.subject} --seed {params.seed}"
-        " --point-spacing-mm {params.spacing} --noise-mm {params.noise} --holes {params.holes}"
-        " --hole-radius-mm {params.radius} --max-rotation-deg {params.rotation}"
+        " --settings {params.settings:q}"
         " --out-scan {output.scan} --out-truth {output.truth} 2> {log}"
 
 
@@ -69,8 +67,7 @@ rule ingest:
         code=code("ingest", "render", "template"),
     params:
         units=config["scans"]["units"],
-        iterations=config["registration"]["fit_iterations"],
-        max_residual=config["registration"]["max_median_residual_mm"],
+        settings=json.dumps(config["registration"], sort_keys=True),
         seed=config["seed"],
         truth=truth_arg,
     conda:
@@ -79,7 +76,7 @@ rule ingest:
         "results/logs/ingest/{subject}.log",
     shell:
         "facecover ingest --space {input.space} --scan {input.scan} --units {params.units}"
-        " --fit-iterations {params.iterations} --max-median-residual-mm {params.max_residual}"
+        " --settings {params.settings:q}"
         " --seed {params.seed} {params.truth} --out {output.mesh} --report {output.report} 2> {log}"
 
 

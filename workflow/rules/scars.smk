@@ -6,12 +6,7 @@ VARIANTS = [f"{i:02d}" for i in range(config["scars"]["variants_per_subject"])]
 VIEWS = [str(k) for k in range(config["render"]["views"])]
 RENDER_STEMS = [f"{variant}_{view}" for variant in VARIANTS for view in VIEWS]
 SCAR_SETTINGS = {k: v for k, v in config["scars"].items() if k != "variants_per_subject"}
-RENDER = config["render"]
-VIEW_ARGS = (
-    f"--views {RENDER['views']} --size {RENDER['size']} --field-mm {RENDER.get('field_mm', 230.0)}"
-    f" --max-yaw-deg {RENDER.get('max_yaw_deg', 15.0)} --max-pitch-deg {RENDER.get('max_pitch_deg', 10.0)}"
-    f" --max-roll-deg {RENDER.get('max_roll_deg', 5.0)}"
-)
+VIEW_SETTINGS = json.dumps(config["render"], sort_keys=True)
 
 
 rule scars:
@@ -45,7 +40,7 @@ rule render:
         meshes=expand("results/scars/{{subject}}/{variant}.ply", variant=VARIANTS),
         code=code("render", "cohort", "template"),
     params:
-        view_args=VIEW_ARGS,
+        settings=VIEW_SETTINGS,
         variants=" ".join(VARIANTS),
         seed=config["seed"],
     conda:
@@ -54,7 +49,7 @@ rule render:
         "results/logs/render/{subject}.log",
     shell:
         "facecover render --space {input.space} --scars-dir results/scars/{wildcards.subject}"
-        " --subject {wildcards.subject} --variants {params.variants} {params.view_args} --seed {params.seed}"
+        " --subject {wildcards.subject} --variants {params.variants} --settings {params.settings:q} --seed {params.seed}"
         " --out-dir results/renders/{wildcards.subject} 2> {log}"
 
 
@@ -66,14 +61,14 @@ rule render_pool:
         pool="results/pool/identities.npz",
         code=code("render", "cohort", "template"),
     params:
-        view_args=VIEW_ARGS,
+        settings=VIEW_SETTINGS,
         seed=config["seed"],
     conda:
         "../../envs/render.yaml"
     log:
         "results/logs/render_pool.log",
     shell:
-        "facecover render-pool --space {input.space} --pool {input.pool} {params.view_args} --seed {params.seed}"
+        "facecover render-pool --space {input.space} --pool {input.pool} --settings {params.settings:q} --seed {params.seed}"
         " --out-dir {output} 2> {log}"
 
 
