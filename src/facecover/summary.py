@@ -47,16 +47,31 @@ def covers_table(reports: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows).round(3)
 
 
-def registration_figure(table: pd.DataFrame, out) -> None:
-    """Bar chart of per-subject registration error (mm) as PNG."""
+def _figure(figsize: tuple[float, float]):
+    """A new (figure, axes) drawn off-screen (matplotlib's Agg backend, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=figsize, dpi=120)
+
+
+def _save_png(fig, out) -> None:
+    """Write a figure atomically as PNG and free it."""
+    import matplotlib.pyplot as plt
+
     from .files import atomic_path
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(table)), 3.5), dpi=120)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def registration_figure(table: pd.DataFrame, out) -> None:
+    """Bar chart of per-subject registration error (mm) as PNG."""
+    fig, ax = _figure((max(6, 0.3 * len(table)), 3.5))
     x = np.arange(len(table))
     if table["vertex_error_mean_mm"].notna().any():
         ax.bar(x - 0.2, table["vertex_error_mean_mm"], 0.4, label="vertex error, mean")
@@ -66,10 +81,7 @@ def registration_figure(table: pd.DataFrame, out) -> None:
     ax.set_xticks(x, table["subject"], rotation=90, fontsize=7)
     ax.set_ylabel("mm")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save_png(fig, out)
 
 
 def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> pd.DataFrame:
@@ -94,15 +106,8 @@ def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> p
 
 def encoder_figure(encoder_report: str | Path, out) -> None:
     """Training curves of the bootstrap encoder (ArcFace loss, training accuracy per epoch) as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_path
-
     report = json.loads(Path(encoder_report).read_text())
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    fig, ax = _figure((6, 3.2))
     history = pd.DataFrame(report.get("history", []))
     if history.empty:
         ax.text(0.5, 0.5, f"given model, not trained here:\n{report.get('source', '')}", ha="center", va="center",
@@ -116,7 +121,4 @@ def encoder_figure(encoder_report: str | Path, out) -> None:
         acc.set_ylim(0, 1)
         acc.set_ylabel("accuracy")
         fig.legend(fontsize=7, loc="center right", bbox_to_anchor=(0.85, 0.5))
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save_png(fig, out)

@@ -1,5 +1,6 @@
 # Shared helpers: subject list, stage code files (so code changes rerun their stage).
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ SUBJECTS = _subjects()
 
 # Rules that train or embed ask the cluster for one GPU when `gpu: true` (they run on the CPU without one).
 GPUS = 1 if config["gpu"] else 0
+
+
+def settings_json(block, *not_settings):
+    """A config block as its stage's JSON `--settings` object, without the keys the rules use themselves.
+    Keys are sorted, so the string (a rule parameter) changes only when a value does."""
+    return json.dumps({k: v for k, v in config[block].items() if k not in not_settings}, sort_keys=True)
 
 
 SHARED_MODULES = ("files", "meshtools")  # helpers every stage uses

@@ -3,7 +3,6 @@
 
 import shutil
 
-PRINTER = {k: v for k, v in config["printer"].items() if k != "gcode"}
 GCODE = config["printer"].get("gcode", "auto") == "always" or (
     config["printer"].get("gcode", "auto") == "auto" and shutil.which("prusa-slicer") is not None
 )
@@ -37,7 +36,7 @@ rule reference_filling:
         healthy=f"{REF}/watertight/{{subject}}.ply",
         code=code("filling"),
     params:
-        settings=json.dumps(config["filling"], sort_keys=True),
+        settings=settings_json("filling"),
     conda:
         "../../envs/covers.yaml"
     log:
@@ -59,7 +58,7 @@ rule reference_print:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         code=code("printing", "watertight"),
     params:
-        printer=json.dumps(PRINTER, sort_keys=True),
+        printer=settings_json("printer", "gcode"),
         thickness=config["filling"].get("min_thickness_mm", 1.0),
         gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
     conda:

@@ -1,7 +1,5 @@
 # Data stages: face shape space, synthetic pool and cohort, ingestion, split.
 
-import json
-
 
 rule face_space:
     output:
@@ -45,8 +43,7 @@ rule synthetic_scan:
         code=code("cohort", "shape_space"),
     params:
         seed=config["seed"],
-        settings=json.dumps({k: v for k, v in config["scans"].items() if k not in ("source", "dir", "units")},
-                            sort_keys=True),
+        settings=settings_json("scans", "source", "dir", "units"),
     conda:
         "../../envs/data.yaml"
     log:
@@ -67,7 +64,7 @@ rule ingest:
         code=code("ingest", "render", "template"),
     params:
         units=config["scans"]["units"],
-        settings=json.dumps(config["registration"], sort_keys=True),
+        settings=settings_json("registration"),
         seed=config["seed"],
         truth=truth_arg,
     conda:

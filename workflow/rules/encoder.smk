@@ -1,13 +1,10 @@
 # Identity encoder (frozen ArcFace) and the embedding cache of every render
 # (results/embeddings/{renders}.npz for each subject's injured renders and for the pool).
 
-import json
 import shlex
 
 ARCFACE = config["arcface"]
-ENCODER_SETTINGS = {k: v for k, v in ARCFACE.items() if k != "model"}
-EMBED = config["embed"]
-AUGMENT_SETTINGS = {k: v for k, v in EMBED.items() if k != "augmentations"}
+AUGMENT_SETTINGS = settings_json("embed", "augmentations")
 
 
 rule encoder:
@@ -19,8 +16,8 @@ rule encoder:
         code=code("encoder", "device"),
     params:
         source=f"--model {shlex.quote(ARCFACE['model'])}" if ARCFACE["model"] else "--renders-dir results/renders/pool",
-        settings=json.dumps(ENCODER_SETTINGS, sort_keys=True),
-        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
+        settings=settings_json("arcface", "model"),
+        augment=AUGMENT_SETTINGS,
         seed=config["seed"],
         device=config["device"],
     threads: 2  # torch training threads (more: set-threads in your profile)
@@ -44,8 +41,8 @@ rule embed:
         code=code("embed", "encoder", "device", "cohort"),
     params:
         stems=embed_stems,
-        augmentations=EMBED["augmentations"],
-        augment=json.dumps(AUGMENT_SETTINGS, sort_keys=True),
+        augmentations=config["embed"]["augmentations"],
+        augment=AUGMENT_SETTINGS,
         seed=config["seed"],
         device=config["device"],
     resources:

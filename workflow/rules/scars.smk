@@ -1,12 +1,9 @@
 # Scar simulation and rendering.
 
-import json
-
 VARIANTS = [f"{i:02d}" for i in range(config["scars"]["variants_per_subject"])]
 VIEWS = [str(k) for k in range(config["render"]["views"])]
 RENDER_STEMS = [f"{variant}_{view}" for variant in VARIANTS for view in VIEWS]
-SCAR_SETTINGS = {k: v for k, v in config["scars"].items() if k != "variants_per_subject"}
-VIEW_SETTINGS = json.dumps(config["render"], sort_keys=True)
+VIEW_SETTINGS = settings_json("render")
 
 
 rule scars:
@@ -18,7 +15,7 @@ rule scars:
         registered="results/registered/{subject}.ply",
         code=code("scars", "template"),
     params:
-        settings=json.dumps(SCAR_SETTINGS, sort_keys=True),
+        settings=settings_json("scars", "variants_per_subject"),
         variants=" ".join(VARIANTS),
         seed=config["seed"],
     conda:
@@ -33,8 +30,8 @@ rule scars:
 
 rule render:
     output:
-        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
-        landmarks=expand("results/renders/{{subject}}/{variant}_{view}.json", variant=VARIANTS, view=VIEWS),
+        images=expand("results/renders/{{subject}}/{stem}.png", stem=RENDER_STEMS),
+        landmarks=expand("results/renders/{{subject}}/{stem}.json", stem=RENDER_STEMS),
     input:
         space="results/model/face_space.npz",
         meshes=expand("results/scars/{{subject}}/{variant}.ply", variant=VARIANTS),
@@ -81,7 +78,7 @@ rule contact_sheet:
             labels={"subject": "{subject}"},
         ),
     input:
-        images=expand("results/renders/{{subject}}/{variant}_{view}.png", variant=VARIANTS, view=VIEWS),
+        images=expand("results/renders/{{subject}}/{stem}.png", stem=RENDER_STEMS),
         masks=expand("results/scars/{{subject}}/{variant}.npz", variant=VARIANTS),
     params:
         variants=" ".join(VARIANTS),
