@@ -23,14 +23,16 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    subject="|".join(SUBJECTS),
+    subject="|".join(SUBJECTS + list(PATIENTS)),
     renders="|".join(SUBJECTS + ["pool"]),
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scars.smk"
 include: "workflow/rules/encoder.smk"
+include: "workflow/rules/learn.smk"
 include: "workflow/rules/covers.smk"
+include: "workflow/rules/infer.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -49,4 +51,8 @@ rule all:
         "results/report/registration.csv",
         "results/report/covers_reference.csv",
         "results/report/encoder.csv",
+        "results/metrics/table.csv",
+        expand("results/prints/{subject}.stl", subject=TEST_SUBJECTS + list(PATIENTS)),
+        expand("results/report/covers/{subject}.png", subject=TEST_SUBJECTS + list(PATIENTS)),
+        "results/metrics/covers.csv",
     default_target: True

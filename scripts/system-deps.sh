@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# Debian system libraries facecover needs at run time (open3d needs libusb).
-# Installs them with apt-get when run as root; otherwise says what to install.
+# Debian packages facecover uses: libusb (open3d needs it to import; required) and PrusaSlicer (G-code;
+# optional: without it everything but the G-code is made). Installs them with apt-get when run as root on
+# a machine that has apt-get; otherwise says what to install.
 set -euo pipefail
-missing=()
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+required=()
+optional=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || required+=(libusb-1.0-0)
+command -v prusa-slicer >/dev/null || optional+=(prusa-slicer)
+missing=("${required[@]}" "${optional[@]}")
 if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi
-if [[ $(id -u) -ne 0 ]]; then
-  echo "facecover needs Debian packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
-  exit 1
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  if [[ ${#optional[@]} -gt 0 ]]; then
+    echo "facecover: PrusaSlicer is not installed, so no G-code will be written (sudo apt-get install -y prusa-slicer)" >&2
+  fi
+  if [[ ${#required[@]} -gt 0 ]]; then
+    echo "facecover needs Debian packages: ${required[*]} (run: sudo apt-get install -y ${required[*]})" >&2
+    exit 1
+  fi
+  exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends "${required[@]}" >/dev/null
+if [[ ${#optional[@]} -gt 0 ]]; then
+  apt-get install -y -qq --no-install-recommends "${optional[@]}" >/dev/null \
+    || echo "facecover: could not install ${optional[*]}; no G-code will be written" >&2
+fi

@@ -9,9 +9,11 @@
    any topology (template, FLAME, a watertight solid).
    d > 0: the healthy face lies above the skin (a depression to fill);
    d < 0: the skin sticks out (a protrusion to cover).
-2. The wound: |d| > `wound_threshold_mm`. The cover region: the wound grown
-   by `margin_mm` (geodesic) — the band that rests on healthy skin for
-   attachment.
+2. The wound: |d| > `wound_threshold_mm`, and inside the given wound mask
+   when there is one (found by inference, or marked by a clinician): the
+   mask keeps stray differences elsewhere on a reconstructed face out of
+   the cover. The cover region: the wound grown by `margin_mm` (geodesic) —
+   the band that rests on healthy skin for attachment.
 3. Outer surface = the healthy face where it lies above the skin by more
    than the minimum wall (the ray hit), otherwise the skin offset by the
    minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
@@ -147,10 +149,27 @@ def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray) -> 
 
 
 def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
-                settings: FillingSettings = FillingSettings(), name: str = "injured mesh") -> tuple[np.ndarray, np.ndarray, dict]:
-    """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³)."""
-    for _ in range(settings.subdivisions):
-        injured_v, injured_f = trimesh.remesh.subdivide(injured_v, injured_f)
+                settings: FillingSettings = FillingSettings(), name: str = "injured mesh",
+                wound_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³).
+
+    `wound_mask` (n,) bool marks the wound on the injured vertices (e.g. found by inference); without it
+    the wound is where the skin departs from the healthy face by more than `wound_threshold_mm`. The
+    report's `footprint` (n,) bool marks the injured vertices under the cover."""
+    n_input = len(injured_v)
+    given = wound_mask is not None
+    if given:
+        wound_mask = np.asarray(wound_mask, bool)
+        if wound_mask.shape != (n_input,):
+            raise FacecoverError(f"{name}: the wound mask has {wound_mask.size} entries for {n_input} vertices")
+        if not wound_mask.any():
+            raise FacecoverError(f"{name}: the given wound mask is empty")
+    marked = (wound_mask if given else np.zeros(n_input)).astype(float)[:, None]  # (n, 1): trimesh wants 2-D
+    for _ in range(settings.subdivisions):  # a midpoint belongs to the wound when one of its ends does
+        injured_v, injured_f, attrs = trimesh.remesh.subdivide(injured_v, injured_f,
+                                                               vertex_attributes={"wound": marked})
+        marked = np.ceil(attrs["wound"])
+    marked = marked[:, 0]
     skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
                     if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
@@ -166,6 +185,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         raise FacecoverError(f"{name}: only {100 * hit.mean():.0f} % of the injured face lies over the healthy "
                              "face: the two meshes are not aligned or not at the same scale (both must be mm, canonical pose)")
     wound = hit & (np.abs(d) > settings.wound_threshold_mm)
+    if given:  # a given wound says where the cover may be; the skin's depth still decides, as for any cover
+        wound &= marked > 0
     if not wound.any():
         raise FacecoverError(f"{name}: no wound: the healthy and injured surfaces agree within "
                              f"{settings.wound_threshold_mm} mm everywhere")
@@ -219,8 +240,42 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         "parts": parts,
         "volume_mm3": float(sum(p["volume_mm3"] for p in parts)),
         "wound_vertices": int(wound.sum()),
+        "wound_source": ("given mask" if given else "whole face") + f", where the skin departs from the healthy "
+                        f"face by > {settings.wound_threshold_mm} mm",
+        "footprint": region[:n_input],
         "max_depression_mm": float(np.nanmax(np.where(wound, d, 0))),
         "max_protrusion_mm": float(-np.nanmin(np.where(wound, d, 0))),
         "settings": settings.__dict__,
     }
     return v, f, report
+
+
+def outer_heights(skin_v: np.ndarray, skin_n: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray) -> np.ndarray:
+    """Height (n,) mm of a cover's outer surface above skin points (n, 3) along their unit normals (n, 3):
+    rays start just above the skin (so the cover's inner surface, lying on it, is not hit) and the first
+    hit is the outer surface; 0 where the ray misses the cover (no cover there)."""
+    scene = raycasting_scene(cover_v, cover_f)
+    start = 0.02
+    rays = np.c_[skin_v + start * skin_n, skin_n].astype(np.float32)
+    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    return np.where(np.isfinite(t) & (t < 60.0), t + start, 0.0)
+
+
+def compare_covers(injured_v: np.ndarray, injured_f: np.ndarray, wound: np.ndarray, predicted: tuple, reference: tuple,
+                   predicted_footprint: np.ndarray, reference_footprint: np.ndarray) -> dict:
+    """How far a predicted cover is from the reference cover (both (vertices, faces), mm, on the same injured
+    face): distance between their outer surfaces along the skin normal over the true wound (mean, 95th
+    percentile), volume difference (% of the reference), IoU of their footprints (boolean (n,) over the
+    injured vertices)."""
+    normals = smoothed_normals(injured_v, injured_f, 3.0)
+    ids = np.flatnonzero(wound)
+    h_pred = outer_heights(injured_v[ids], normals[ids], *predicted)
+    h_ref = outer_heights(injured_v[ids], normals[ids], *reference)
+    gap = np.abs(h_pred - h_ref)
+    v_pred = trimesh.Trimesh(*predicted, process=False).volume
+    v_ref = trimesh.Trimesh(*reference, process=False).volume
+    union = (predicted_footprint | reference_footprint).sum()
+    return {"outer_surface_mean_mm": float(gap.mean()), "outer_surface_p95_mm": float(np.percentile(gap, 95)),
+            "volume_mm3": float(v_pred), "reference_volume_mm3": float(v_ref),
+            "volume_difference_percent": float(100.0 * (v_pred - v_ref) / v_ref),
+            "footprint_iou": float((predicted_footprint & reference_footprint).sum() / union) if union else 0.0}

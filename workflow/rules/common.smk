@@ -2,12 +2,13 @@
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 # Rules call the `facecover` command installed next to the Python running
 # Snakemake (e.g. .venv/bin), also when the venv is not activated.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 SCAN_SUFFIXES = (".ply", ".obj", ".stl", ".off")
 
@@ -25,6 +26,46 @@ def _subjects():
 
 
 SUBJECTS = _subjects()
+
+# The split is a rule output (results/splits.csv), and also computed here with the same function and settings
+# so that rules can name the test subjects (covers are scored on them).
+from facecover.split import split_subjects
+
+SPLIT = split_subjects(SUBJECTS, config["split"]["ratios"], config["seed"])
+TEST_SUBJECTS = sorted(s for s, which in SPLIT.items() if which == "test")
+
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _patients():
+    """{patient id: folder} for every folder in patients.dir holding a scan and a photo."""
+    folder = Path(config["patients"]["dir"])
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name in SUBJECTS:
+            raise WorkflowError(f"patients.dir: patient '{sub.name}' has the name of a cohort subject")
+        out[sub.name] = sub
+    return out
+
+
+def optional_patient_file(folder, stem, suffixes):
+    for suffix in suffixes:
+        if (Path(folder) / f"{stem}{suffix}").exists():
+            return str(Path(folder) / f"{stem}{suffix}")
+    return None
+
+
+def patient_file(folder, stem, suffixes):
+    found = optional_patient_file(folder, stem, suffixes)
+    if found is None:
+        raise WorkflowError(f"{folder}: no {stem} ({', '.join(f'{stem}{s}' for s in suffixes)}); a patient folder holds "
+                            "scan.(ply|obj|stl|off) and photo.(png|jpg), optionally wound.(ply|npz)")
+    return found
+
+
+PATIENTS = _patients()
 
 
 # Rules that train or embed ask the cluster for one GPU when `gpu: true` (they run on the CPU without one).
@@ -46,6 +87,8 @@ def code(*modules):
 
 
 def raw_scan(wildcards):
+    if wildcards.subject in PATIENTS:
+        return patient_file(PATIENTS[wildcards.subject], "scan", SCAN_SUFFIXES)
     if config["scans"]["source"] == "synthetic":
         return f"results/scans/{wildcards.subject}.ply"
     folder = Path(config["scans"]["dir"])
@@ -56,7 +99,7 @@ def raw_scan(wildcards):
 
 
 def truth_arg(wildcards):
-    if config["scans"]["source"] == "synthetic":
+    if config["scans"]["source"] == "synthetic" and wildcards.subject not in PATIENTS:
         return f"--truth results/truth/{wildcards.subject}.npz"
     return ""
 
@@ -77,4 +120,85 @@ def renders_to_embed(wildcards):
 
 def embed_stems(wildcards):
     """Only the renders of the configured variants and views (a folder may hold stale ones)."""
-    return "" if wildcards.renders == "pool" else "--stems " + " ".join(RENDER_STEMS)
+    return "" if wildcards.renders == "pool" else f"--stems {' '.join(RENDER_STEMS)}"
+
+
+# Input and parameter functions of the learning, inference and cover rules.
+
+
+def decoder_inputs(wildcards):
+    """A configured decoder file is used as is (checked); otherwise the PCA of the pool's meshes."""
+    if config["decoder"]["model"]:
+        return {"model": config["decoder"]["model"]}
+    return {"pool": "results/pool/identities.npz"}
+
+
+def finetune_inputs(wildcards):
+    """ssl experiments start from their SwAV trunk (and refit the head on the pool)."""
+    fraction = EXPERIMENTS[wildcards.experiment]
+    if fraction is None:
+        return {}
+    return {"swav": f"results/checkpoints/swav_{fraction}.pt", "pool": "results/pool/identities.npz",
+            "pool_embeddings": "results/embeddings/pool.npz"}
+
+
+def finetune_swav_args(wildcards, input):
+    if EXPERIMENTS[wildcards.experiment] is None:
+        return ""
+    return f"--swav {input.swav} --pool {input.pool} --pool-embeddings {input.pool_embeddings}"
+
+
+def fit_noise_input(wildcards):
+    """The fit's noise level: needed by the methods with the fit, not by the others."""
+    needs = "baseline" not in wildcards.keys() or wildcards.baseline == MEANFACE_FIT
+    return {"fit_noise": "results/model/fit_noise.npz"} if needs else {}
+
+
+def fit_args(wildcards, input):
+    if "fit_noise" not in input.keys():
+        return ""
+    return f"--fit-noise {input.fit_noise} --fit-settings {shlex.quote(FIT_SETTINGS)}"
+
+
+def injured_mesh(wildcards):
+    """The injured face a cover sits on: the patient variant of a cohort subject, or a patient's registered scan."""
+    if wildcards.subject in PATIENTS:
+        return f"results/registered/{wildcards.subject}.ply"
+    return f"results/scars/{wildcards.subject}/{config['patient_variant']}.ply"
+
+
+def wound_arg(wildcards, input):
+    return f"--wound {input.wound}" if "wound" in input.keys() else ""
+
+
+def about_arg(wildcards, input):
+    return f"--about {input.about}" if "about" in input.keys() else ""
+
+
+def infer_inputs(wildcards):
+    """A cohort subject starts from a render of its patient variant; a patient from its photo and scan."""
+    common = {
+        "checkpoints": expand("results/checkpoints/recon_{experiment}.pt", experiment=EXPERIMENTS),
+        "table": "results/metrics/table.csv",
+        "space": "results/model/face_space.npz",
+        "decoder": "results/model/decoder.npz",
+        "fit_noise": "results/model/fit_noise.npz",
+    }
+    if wildcards.subject in PATIENTS:
+        folder = PATIENTS[wildcards.subject]
+        found = {"photo": patient_file(folder, "photo", PHOTO_SUFFIXES), "encoder": "results/encoder/arcface.onnx",
+                 "injured": f"results/registered/{wildcards.subject}.ply",
+                 "registration": f"results/registered/{wildcards.subject}.json"}
+        wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz"))
+        return common | found | ({"wound": wound} if wound else {})
+    return common | {"embeddings": f"results/embeddings/{wildcards.subject}.npz",
+                     "injured": f"results/scars/{wildcards.subject}/{config['patient_variant']}.ply",
+                     "split": "results/splits.csv"}
+
+
+def infer_source_args(wildcards, input):
+    if wildcards.subject in PATIENTS:
+        wound = f" --wound {input.wound}" if "wound" in input.keys() else ""
+        return (f"--photo {shlex.quote(input.photo)} --encoder {input.encoder} --device {config['device']}"
+                f" --registration {input.registration}{wound}")
+    return f"--embeddings {input.embeddings} --image {config['patient_variant']}_{INFER['view']} --split {input.split}"

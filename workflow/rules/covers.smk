@@ -1,5 +1,7 @@
 # From meshes to print: watertight healthy face, cover solid, checked STL + profile + G-code, preview.
-# For now the healthy face is each subject's true registered mesh: the *reference* cover.
+# The cover of a subject (results/{watertight,fillings,prints}/) is made from the healthy face that inference
+# reconstructed (image + fit) and the wound it found; the *reference* cover (results/covers_reference/) from
+# the subject's true healthy registered mesh, with the wound where the two differ.
 
 import shutil
 
@@ -9,44 +11,119 @@ GCODE = config["printer"].get("gcode", "auto") == "always" or (
 REF = "results/covers_reference"
 
 
-rule reference_watertight:
+rule watertight:
     output:
-        mesh=f"{REF}/watertight/{{subject}}.ply",
-        report=f"{REF}/watertight/{{subject}}.json",
+        mesh="results/watertight/{subject}.ply",
+        report="results/watertight/{subject}.json",
     input:
-        healthy="results/registered/{subject}.ply",
+        healthy="results/reconstructions/{subject}.ply",
         code=code("watertight"),
     params:
         back=config["watertight"].get("back_offset_mm", 10.0),
     conda:
         "../../envs/covers.yaml"
     log:
-        "results/logs/reference_watertight/{subject}.log",
+        "results/logs/watertight/{subject}.log",
     shell:
         "facecover watertight --mesh {input.healthy} --back-offset-mm {params.back}"
         " --out {output.mesh} --report {output.report} 2> {log}"
 
 
-rule reference_filling:
+rule filling:
+    output:
+        mesh="results/fillings/{subject}.ply",
+        report="results/fillings/{subject}.json",
+        footprint="results/fillings/{subject}_footprint.npz",
+    input:
+        injured=injured_mesh,
+        healthy="results/watertight/{subject}.ply",
+        wound="results/reconstructions/{subject}_wound.npz",
+        code=code("filling"),
+    params:
+        settings=settings_json("filling"),
+        wound=wound_arg,
+    conda:
+        "../../envs/covers.yaml"
+    log:
+        "results/logs/filling/{subject}.log",
+    shell:
+        "facecover filling --injured {input.injured} --healthy {input.healthy} {params.wound}"
+        " --settings {params.settings:q} --out {output.mesh} --report {output.report}"
+        " --out-footprint {output.footprint} 2> {log}"
+
+
+rule print:
+    output:
+        stl="results/prints/{subject}.stl",
+        face="results/prints/{subject}_face.stl",
+        ini="results/prints/{subject}.ini",
+        report="results/prints/{subject}.json",
+        gcode=["results/prints/{subject}.gcode"] if GCODE else [],
+    input:
+        filling="results/fillings/{subject}.ply",
+        injured=injured_mesh,
+        about="results/reconstructions/{subject}.json",
+        code=code("printing", "watertight"),
+    params:
+        printer=settings_json("printer", "gcode"),
+        thickness=config["filling"].get("min_thickness_mm", 1.0),
+        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
+        about=about_arg,
+    conda:
+        "../../envs/covers.yaml"
+    log:
+        "results/logs/print/{subject}.log",
+    shell:
+        "facecover print --filling {input.filling} --injured {input.injured} --printer {params.printer:q}"
+        " --min-thickness-mm {params.thickness} {params.about} --out-stl {output.stl} --out-face-stl {output.face}"
+        " --out-ini {output.ini} --out-json {output.report} {params.gcode} 2> {log}"
+
+
+rule preview:
+    output:
+        report(
+            "results/report/covers/{subject}.png",
+            caption="../report/preview.rst",
+            category="Covers",
+            subcategory="from the reconstruction",
+            labels={"subject": "{subject}"},
+        ),
+    input:
+        filling="results/fillings/{subject}.ply",
+        injured=injured_mesh,
+    conda:
+        "../../envs/covers.yaml"
+    log:
+        "results/logs/preview/{subject}.log",
+    shell:
+        "facecover preview --injured {input.injured} --filling {input.filling} --out {output} 2> {log}"
+
+
+use rule watertight as reference_watertight with:
+    output:
+        mesh=f"{REF}/watertight/{{subject}}.ply",
+        report=f"{REF}/watertight/{{subject}}.json",
+    input:
+        healthy="results/registered/{subject}.ply",
+        code=code("watertight"),
+    log:
+        "results/logs/reference_watertight/{subject}.log",
+
+
+use rule filling as reference_filling with:
     output:
         mesh=f"{REF}/fillings/{{subject}}.ply",
         report=f"{REF}/fillings/{{subject}}.json",
+        footprint=f"{REF}/fillings/{{subject}}_footprint.npz",
     input:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         healthy=f"{REF}/watertight/{{subject}}.ply",
         code=code("filling"),
-    params:
-        settings=settings_json("filling"),
-    conda:
-        "../../envs/covers.yaml"
     log:
         "results/logs/reference_filling/{subject}.log",
-    shell:
-        "facecover filling --injured {input.injured} --healthy {input.healthy} --settings {params.settings:q}"
-        " --out {output.mesh} --report {output.report} 2> {log}"
 
 
-rule reference_print:
+use rule print as reference_print with:
     output:
         stl=f"{REF}/prints/{{subject}}.stl",
         face=f"{REF}/prints/{{subject}}_face.stl",
@@ -57,34 +134,21 @@ rule reference_print:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         code=code("printing", "watertight"),
-    params:
-        printer=settings_json("printer", "gcode"),
-        thickness=config["filling"].get("min_thickness_mm", 1.0),
-        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
-    conda:
-        "../../envs/covers.yaml"
     log:
         "results/logs/reference_print/{subject}.log",
-    shell:
-        "facecover print --filling {input.filling} --injured {input.injured} --printer {params.printer:q}"
-        " --min-thickness-mm {params.thickness} --out-stl {output.stl} --out-face-stl {output.face}"
-        " --out-ini {output.ini} --out-json {output.report} {params.gcode} 2> {log}"
 
 
-rule reference_preview:
+use rule preview as reference_preview with:
     output:
         report(
             "results/report/covers_reference/{subject}.png",
-            caption="../report/preview.rst",
+            caption="../report/preview_reference.rst",
             category="Covers",
+            subcategory="reference (true healthy face)",
             labels={"subject": "{subject}"},
         ),
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
-    conda:
-        "../../envs/covers.yaml"
     log:
         "results/logs/reference_preview/{subject}.log",
-    shell:
-        "facecover preview --injured {input.injured} --filling {input.filling} --out {output} 2> {log}"

@@ -1,0 +1,151 @@
+"""`facecover` subcommands: Mesh to print: watertight, filling, print, preview (rules in workflow/rules/covers.smk)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import FacecoverError
+from . import settings_from_json
+
+
+def cmd_watertight(args) -> None:
+    from ..files import load_mesh, save_json, save_mesh
+    from ..watertight import WatertightSettings, make_watertight
+
+    mesh = load_mesh(args.mesh)
+    v, f, report = make_watertight(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+                                   WatertightSettings(back_offset_mm=args.back_offset_mm), name=args.mesh)
+    if args.report:
+        save_json(args.report, report)
+    save_mesh(args.out, v, f)
+
+
+def cmd_filling(args) -> None:
+    from ..files import load_mesh, load_npz, save_json, save_mesh, save_npz
+    from ..filling import FillingSettings, cover_solid
+
+    injured, healthy = load_mesh(args.injured), load_mesh(args.healthy)
+    wound = None
+    if args.wound:
+        arrays = load_npz(args.wound)
+        if "wound" not in arrays:
+            raise FacecoverError(f"{args.wound}: no 'wound' array (a mask over the injured mesh's vertices)")
+        wound = arrays["wound"]
+    settings = settings_from_json(FillingSettings, args.settings)
+    v, f, report = cover_solid(np.asarray(injured.vertices), np.asarray(injured.faces), np.asarray(healthy.vertices),
+                               np.asarray(healthy.faces), settings, name=args.injured, wound_mask=wound)
+    footprint = report.pop("footprint")
+    report.update(injured=args.injured, healthy=args.healthy, wound=args.wound)
+    if args.out_footprint:
+        save_npz(args.out_footprint, footprint=footprint)
+    if args.report:
+        save_json(args.report, report)
+    save_mesh(args.out, v, f)
+
+
+def cmd_print(args) -> None:
+    import dataclasses
+    import json
+
+    import trimesh
+
+    from ..files import atomic_paths, load_mesh, save_json
+    from ..printing import (
+        PrinterSettings,
+        check_printable,
+        place_on_bed,
+        slice_with_prusaslicer,
+        slicer_profile,
+    )
+    from ..watertight import make_watertight
+
+    printer = settings_from_json(PrinterSettings, args.printer)
+    cover = load_mesh(args.filling)
+    cover_f = np.asarray(cover.faces)
+    cover_v = place_on_bed(np.asarray(cover.vertices), cover_f, printer)
+    checks = check_printable(cover_v, cover_f, printer, args.min_thickness_mm, name=f"{args.filling} (cover)")
+    injured = load_mesh(args.injured)
+    face_v, face_f, _ = make_watertight(np.asarray(injured.vertices), np.asarray(injured.faces), name=args.injured)
+    face_v = place_on_bed(face_v, face_f, printer)
+    face_checks = check_printable(face_v, face_f, printer, 0.0, name=f"{args.injured} (fit-test face)")
+    mesh = trimesh.Trimesh(cover_v, cover_f, process=False)
+    report = {"cover": {"stl": args.out_stl, "volume_mm3": float(mesh.volume),
+                        "bounding_box_mm": mesh.bounds.round(3).tolist(), "checks": checks},
+              "face": {"stl": args.out_face_stl, "checks": face_checks},
+              "printer": dataclasses.asdict(printer)}
+    if args.about:  # where the healthy face came from (subject's split, image, model, wound)
+        try:
+            report = {"reconstruction": json.loads(Path(args.about).read_text()), **report}
+        except (OSError, ValueError) as exc:
+            raise FacecoverError(f"{args.about}: cannot read the reconstruction report ({exc})") from None
+    outputs = [args.out_stl, args.out_face_stl, args.out_ini] + ([args.out_gcode] if args.out_gcode else [])
+    with atomic_paths(*outputs) as tmp:  # all files appear together, or none
+        mesh.export(tmp[0], file_type="stl")
+        trimesh.Trimesh(face_v, face_f, process=False).export(tmp[1], file_type="stl")
+        tmp[2].write_text(slicer_profile(printer))
+        if args.out_gcode:
+            estimates = slice_with_prusaslicer(tmp[0].resolve(), tmp[2].resolve(), tmp[3].resolve())
+            report["gcode"] = {"file": args.out_gcode, **estimates}
+    save_json(args.out_json, report)
+    print(json.dumps({"volume_mm3": round(report["cover"]["volume_mm3"], 1), "size_mm": checks["size_mm"],
+                      **report.get("gcode", {})}), file=sys.stderr)
+
+
+def cmd_preview(args) -> None:
+    from ..files import load_mesh
+    from ..render import DEFAULT_LIGHTS, Scene, frontal_camera, save_png
+
+    face, cover = load_mesh(args.injured), load_mesh(args.filling)
+    v = np.r_[np.asarray(face.vertices), np.asarray(cover.vertices)]
+    f = np.r_[np.asarray(face.faces), np.asarray(cover.faces) + len(face.vertices)]
+    colors = np.r_[np.tile([0.85, 0.85, 0.85], (len(face.faces), 1)),
+                   np.tile([0.95, 0.55, 0.15], (len(cover.faces), 1))]
+    scene = Scene(v, f)
+    center = np.asarray(face.vertices).mean(axis=0)
+    images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
+              for yaw in (0.0, 35.0, -35.0)]
+    save_png(args.out, np.hstack(images).astype(np.uint8))
+
+
+
+def register(sub) -> None:
+    p = sub.add_parser("watertight", help="remove eyeballs/stray parts, fill holes, close into a solid")
+    p.add_argument("--mesh", required=True)
+    p.add_argument("--back-offset-mm", type=float, default=10.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--report")
+    p.set_defaults(func=cmd_watertight)
+
+    p = sub.add_parser("filling", help="the cover solid between injured skin and healthy face")
+    p.add_argument("--injured", required=True)
+    p.add_argument("--healthy", required=True)
+    p.add_argument("--settings", help="JSON object of filling settings (config 'filling' block)")
+    p.add_argument("--wound", help="the wound: .npz with a boolean 'wound' array over the injured mesh's vertices "
+                                   "(default: where the skin departs from the healthy face)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--report")
+    p.add_argument("--out-footprint", help=".npz with the injured vertices under the cover ('footprint')")
+    p.set_defaults(func=cmd_filling)
+
+    p = sub.add_parser("print", help="checked STL on the build plate, slicer profile, report, G-code")
+    p.add_argument("--filling", required=True)
+    p.add_argument("--injured", required=True)
+    p.add_argument("--printer", help="JSON object of printer settings (config 'printer' block)")
+    p.add_argument("--min-thickness-mm", type=float, default=1.0)
+    p.add_argument("--about", help="the reconstruction's report (.json), copied into the print report")
+    p.add_argument("--out-stl", required=True)
+    p.add_argument("--out-face-stl", required=True)
+    p.add_argument("--out-ini", required=True)
+    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-gcode", help="slice with PrusaSlicer into this file")
+    p.set_defaults(func=cmd_print)
+
+    p = sub.add_parser("preview", help="PNG of the cover on the injured face")
+    p.add_argument("--injured", required=True)
+    p.add_argument("--filling", required=True)
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_preview)

@@ -1,0 +1,197 @@
+"""`facecover` subcommands of inference: one subject's or patient's healthy face and its cover's accuracy
+(rules in workflow/rules/infer.smk)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import FacecoverError
+from . import load_space, settings_from_json
+
+
+def _image_embedding(args) -> tuple[np.ndarray, dict]:
+    """The L2-normalised embedding (512,) of the image inference starts from, and what it was."""
+    from ..learn.data import load_embeddings
+
+    if args.photo:
+        from ..device import onnx_providers
+        from ..encoder import embed_faces, load_identity_encoder
+        from ..photo import photo_face
+
+        if not args.encoder:
+            raise FacecoverError("infer --photo needs --encoder (the ArcFace ONNX)")
+        face = photo_face(args.photo)
+        model = load_identity_encoder(args.encoder, onnx_providers(args.device))
+        return embed_faces(model, [face["crop"]])[0], {"photo": str(args.photo), "faces_found": face["faces_found"],
+                                                      "arcface_landmarks_px": face["landmarks"].round(2).tolist()}
+    if not (args.embeddings and args.image):
+        raise FacecoverError("infer needs --photo, or --embeddings with --image (a render in the cache)")
+    cache = load_embeddings(args.embeddings)
+    stems = [str(s) for s in cache["stem"]]
+    if args.image not in stems:
+        raise FacecoverError(f"{args.embeddings}: no render '{args.image}' (has {', '.join(stems[:6])} ...)")
+    return cache["clean"][stems.index(args.image)], {"render": f"{Path(args.embeddings).stem}/{args.image}",
+                                                     "embeddings": str(args.embeddings)}
+
+
+def _given_wound(path: str, registration_report: str | None, vertices: np.ndarray) -> np.ndarray:
+    """A wound marked by the user: an .npz with a boolean 'wound' over the registered vertices, or a mesh /
+    point set (.ply/.obj/.stl) of the wound region in the raw scan's coordinates (an exported selection),
+    mapped to the registered template through the ingest report's scan_to_canonical transform."""
+    from ..files import load_npz
+
+    p = Path(path)
+    if p.suffix == ".npz":
+        wound = load_npz(p).get("wound")
+        if wound is None or wound.shape != (len(vertices),):
+            raise FacecoverError(f"{p}: needs a boolean 'wound' array with one entry per registered vertex "
+                                 f"({len(vertices)})")
+        return wound.astype(bool)
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    if not p.is_file():
+        raise FacecoverError(f"{p}: wound file not found")
+    try:
+        points = np.asarray(trimesh.load(p, process=False).vertices, np.float64)
+    except Exception as exc:
+        raise FacecoverError(f"{p}: cannot read the wound selection ({type(exc).__name__}: {exc})") from None
+    if len(points) == 0:
+        raise FacecoverError(f"{p}: the wound selection is empty")
+    if not registration_report:
+        raise FacecoverError(f"{p}: a wound selection in scan coordinates needs the ingest report (--registration)")
+    report = json.loads(Path(registration_report).read_text())
+    T = np.asarray(report["scan_to_canonical"])
+    canonical = (points * report.get("scale_to_mm", 1.0)) @ T[:3, :3].T + T[:3, 3]
+    distance, _ = cKDTree(canonical).query(vertices)
+    wound = distance < 2.0  # mm: a registered vertex lies on the selected region
+    if not wound.any():
+        raise FacecoverError(f"{p}: no registered vertex lies within 2 mm of the wound selection (is it from the "
+                             "same scan?)")
+    return wound
+
+
+def cmd_infer(args) -> None:
+    import pandas as pd
+
+    from ..files import load_mesh, load_npz, save_json, save_mesh, save_npz
+    from ..learn.data import read_split
+    from ..learn.decoder import load_decoder
+    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face
+    from ..learn.network import load_mapping
+    from ..learn.train import predict_coefficients
+
+    space = load_space(args.space)
+    n = len(space["vertices"])
+    decoder = load_decoder(args.decoder, n)
+    experiment = args.experiment
+    if experiment == "auto":
+        if not args.table:
+            raise FacecoverError("infer: experiment 'auto' needs --table (results/metrics/table.csv)")
+        experiment = choose_experiment(pd.read_csv(args.table), args.experiments)
+    checkpoint = Path(args.checkpoints_dir) / f"recon_{experiment}.pt"
+    net, _ = load_mapping(checkpoint, len(decoder["basis"]))
+    embedding, image = _image_embedding(args)
+    prior = predict_coefficients(net, embedding[None])[0]
+    injured = np.asarray(load_mesh(args.injured).vertices, np.float64)
+    if len(injured) != n:
+        raise FacecoverError(f"{args.injured}: {len(injured)} vertices; inference needs the scan registered to the "
+                             f"template ({n} vertices)")
+    wound = _given_wound(args.wound, args.registration, injured) if args.wound else None
+    noise = load_npz(args.fit_noise)["noise_mm"]
+    fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise,
+                           settings_from_json(FitSettings, args.fit_settings), wound=wound, name=args.injured)
+    split = "patient"
+    if args.split:
+        split = read_split(args.split).get(args.subject, "not in the split")
+    report = {"subject": args.subject, "split": split, "image": image, "experiment": experiment,
+              "model": str(checkpoint), "injured": str(args.injured),
+              "wound_source": "given: " + str(args.wound) if wound is not None else "found by the fit",
+              "wound_vertices": int(fit["wound"].sum()), "wound_area_mm2": round(fit["wound_area_mm2"], 2),
+              "fit_residual_outside_wound_mm": round(fit["fit_residual_outside_wound_mm"], 4),
+              "image_vs_fitted_face_mm": round(float(np.linalg.norm(
+                  np.tensordot(prior - fit["coefficients"], decoder["basis"], axes=1), axis=1).mean()), 4)}
+    save_npz(args.out_wound, wound=fit["wound"], coefficients=fit["coefficients"], image_coefficients=prior)
+    save_json(args.report, report)
+    save_mesh(args.out, fit["healthy"], space["faces"])
+    print(f"{args.subject}: {experiment} from {image.get('photo', image.get('render'))}; wound "
+          f"{report['wound_area_mm2']:.0f} mm² ({report['wound_source']}); fit residual outside it "
+          f"{report['fit_residual_outside_wound_mm']:.3f} mm", file=sys.stderr)
+
+
+def cmd_cover_accuracy(args) -> None:
+    import pandas as pd
+
+    from ..files import atomic_path, load_mesh, load_npz
+    from ..filling import compare_covers
+    from ..printing import PrinterSettings, check_printable, place_on_bed
+
+    printer = settings_from_json(PrinterSettings, args.printer)
+    rows = []
+    for s in args.subjects:
+        injured = load_mesh(Path(args.scars_dir) / s / f"{args.variant}.ply")
+        wound = load_npz(Path(args.scars_dir) / s / f"{args.variant}.npz")["mask"].astype(bool)
+        covers, footprints = {}, {}
+        for kind, folder in (("predicted", args.predicted_dir), ("reference", args.reference_dir)):
+            mesh = load_mesh(Path(folder) / f"{s}.ply")
+            covers[kind] = (np.asarray(mesh.vertices), np.asarray(mesh.faces))
+            footprints[kind] = load_npz(Path(folder) / f"{s}_footprint.npz")["footprint"].astype(bool)
+        row = {"subject": s, **compare_covers(np.asarray(injured.vertices), np.asarray(injured.faces), wound,
+                                              covers["predicted"], covers["reference"], footprints["predicted"],
+                                              footprints["reference"])}
+        v, f = covers["predicted"]
+        try:
+            check_printable(place_on_bed(v, f, printer), f, printer, args.min_thickness_mm, name=s)
+            row["print_checks"], row["print_check_failure"] = True, ""
+        except FacecoverError as exc:
+            row["print_checks"], row["print_check_failure"] = False, str(exc)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    mean = {"subject": "mean", **table.drop(columns=["subject", "print_checks", "print_check_failure"]).mean(),
+            "print_checks": bool(table["print_checks"].all()), "print_check_failure": ""}
+    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True).round(4)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    print(table.to_string(index=False), file=sys.stderr)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("infer", help="one subject's healthy face: image -> model -> fit to the injured scan")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--space", required=True)
+    p.add_argument("--decoder", required=True)
+    p.add_argument("--experiment", default="auto", help="fine-tuned model to use; auto: the best of --table")
+    p.add_argument("--experiments", nargs="+", default=["nossl"], help="with auto: the candidates")
+    p.add_argument("--table", help="results/metrics/table.csv (for --experiment auto)")
+    p.add_argument("--checkpoints-dir", required=True, help="folder of recon_<experiment>.pt")
+    p.add_argument("--embeddings", help="the subject's embedding cache (.npz)")
+    p.add_argument("--image", help="with --embeddings: the render to start from ({variant}_{view})")
+    p.add_argument("--photo", help="a photo of the patient (.png/.jpg) instead")
+    p.add_argument("--encoder", help="with --photo: the ArcFace ONNX")
+    p.add_argument("--device", default="auto", help="with --photo: onnxruntime device (auto | cpu | cuda)")
+    p.add_argument("--injured", required=True, help="the injured face registered to the template (.ply)")
+    p.add_argument("--wound", help="the wound, if known: .npz mask over the registered vertices, or a mesh/point "
+                                   "selection in scan coordinates (with --registration)")
+    p.add_argument("--registration", help="the ingest report (.json) of the patient's scan")
+    p.add_argument("--fit-noise", required=True)
+    p.add_argument("--fit-settings", help="JSON object of the config 'fit' block")
+    p.add_argument("--split", help="splits.csv, to record which set the subject is in")
+    p.add_argument("--out", required=True, help="the healthy face (.ply, template topology, mm)")
+    p.add_argument("--out-wound", required=True, help=".npz: the wound mask and the coefficients")
+    p.add_argument("--report", required=True)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("cover-accuracy", help="predicted covers vs the reference covers of the same wounds")
+    p.add_argument("--subjects", nargs="+", required=True)
+    p.add_argument("--scars-dir", required=True)
+    p.add_argument("--variant", required=True, help="the patient variant (scar variant of the covers)")
+    p.add_argument("--predicted-dir", required=True, help="folder of {subject}.ply + {subject}_footprint.npz")
+    p.add_argument("--reference-dir", required=True, help="the same for the reference covers")
+    p.add_argument("--printer", help="JSON object of the config 'printer' block")
+    p.add_argument("--min-thickness-mm", type=float, default=1.0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_cover_accuracy)

@@ -1,0 +1,162 @@
+"""Inference: the healthy face of one patient from an image prior and the injured scan (template topology, mm).
+
+1. The image: the mapping network turns the photo's ArcFace embedding into decoder coefficients z_img —
+   a whole healthy face, but only as good as an image can tell (about a millimetre).
+2. The fit: the decoder's coefficients are refitted to the injured registered mesh, regularised towards
+   z_img (λ |z − z_img|²) and alternated with a rigid alignment. A linear model of a few dozen modes
+   misses a person's fine detail (tenths of a mm), so the skin-minus-fit offset is smoothed over the
+   face with a thin-plate smoothing spline (min Σ w |d − o|² + μ Σ |L d|²). What the spline cannot
+   follow is the wound. The fit is made robust to it by iteratively reweighted least squares: a vertex
+   whose remaining offset r is large against its expected noise s gets the Cauchy weight 1 / (1 + (r/s)²)
+   in both the decoder fit and the spline.
+3. The wound (unknown for a real patient): vertices whose remaining offset exceeds `seed_factor` × their
+   threshold seed it, and it grows through neighbours above the threshold (hysteresis, like an edge
+   detector); the threshold is `noise_factor` × the vertex's noise level on healthy faces (higher at the
+   nose, lips and eyelids, where the spline follows the skin less well), at least `wound_threshold_mm`.
+   Specks are dropped. A given mask replaces the detection.
+4. The blend: outside the wound the healthy face *is* the skin; inside, the fitted face plus the offset
+   between skin and fit carried in from the wound's edge by a biharmonic (thin-plate) interpolation —
+   so the healthy surface meets the skin smoothly at the wound's edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from .. import FacecoverError
+from .evaluate import shape_completion
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """config `fit` block (mm)."""
+
+    prior_weight_mm2: float = 2.0        # λ: how much one unit of coefficient away from the image's is worth
+    smoothing: float = 0.3               # μ of the thin-plate smoothing spline of the skin-minus-fit offset
+    weight_scale_mm: float = 0.05        # Cauchy scale of the robust weights (at least; per vertex: its noise)
+    wound_threshold_mm: float = 0.1      # the wound: remaining offset above this (at least) ...
+    noise_factor: float = 1.5            # ... and above this many times the vertex's noise on healthy faces
+    seed_factor: float = 3.0             # seeds: remaining offset above this many thresholds
+    min_wound_area_mm2: float = 4.0      # smaller specks are dropped
+    iterations: int = 6
+
+
+def spd_solver(matrix):
+    """A function solving A x = b for a sparse symmetric positive (semi)definite A (n, n): SuperLU with a
+    minimum-degree ordering of A + Aᵀ and no pivoting, several times faster than the default on mesh
+    Laplacians."""
+    import scipy.sparse.linalg as spla
+
+    lu = spla.splu(sp.csc_matrix(matrix), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})
+    return lu.solve
+
+
+def grow_wound(score: np.ndarray, graph: sp.csr_matrix, areas: np.ndarray, seed: float,
+               min_area_mm2: float) -> np.ndarray:
+    """Wound mask (N,) from per-vertex scores (offset / threshold): seeds above `seed`, grown through
+    connected vertices above 1; parts smaller than `min_area_mm2` (areas (N,) mm² per vertex) dropped."""
+    candidate = score > 1.0
+    wound = np.zeros(len(score), bool)
+    if not (score > seed).any():
+        return wound
+    ids = np.flatnonzero(candidate)
+    _, labels = connected_components(graph[candidate][:, candidate], directed=False)
+    part_area = np.bincount(labels, weights=areas[ids])
+    seeded = np.unique(labels[score[ids] > seed])
+    keep = np.isin(labels, seeded) & (part_area[labels] >= min_area_mm2)
+    wound[ids[keep]] = True
+    return wound
+
+
+def smooth_offsets(offset: np.ndarray, weights: np.ndarray, bilaplacian: sp.spmatrix, smoothing: float) -> np.ndarray:
+    """Thin-plate smoothing spline of per-vertex offsets (N, 3): argmin Σ w |d − o|² + μ dᵀ (LᵀL) d."""
+    solve = spd_solver(sp.diags(np.asarray(weights, np.float64)) + smoothing * bilaplacian)
+    return solve(np.asarray(weights, np.float64)[:, None] * offset)
+
+
+def blend_into_skin(fitted: np.ndarray, injured: np.ndarray, wound: np.ndarray, bilaplacian: sp.spmatrix) -> np.ndarray:
+    """Healthy vertices (N, 3): the skin outside the wound; inside, the fitted face plus the skin-minus-fit
+    offset interpolated biharmonically (minimising dᵀ (LᵀL) d with d fixed outside)."""
+    offset = injured - fitted
+    healthy = injured.copy()
+    inside, outside = np.flatnonzero(wound), np.flatnonzero(~wound)
+    if len(inside) == 0:
+        return healthy
+    Q = sp.csr_matrix(bilaplacian)
+    solve = spd_solver(Q[inside][:, inside])
+    healthy[inside] = fitted[inside] + solve(-(Q[inside][:, outside] @ offset[outside]))
+    return healthy
+
+
+def mesh_operators(vertices: np.ndarray, faces: np.ndarray) -> dict:
+    """What the fit needs of the mesh, computed once: edge graph (mm), vertex areas (mm²), LᵀL."""
+    from ..meshtools import edge_graph, graph_laplacian
+    from .evaluate import vertex_areas
+
+    L = graph_laplacian(faces, len(vertices)).astype(np.float64)
+    return {"graph": edge_graph(vertices, faces), "areas": vertex_areas(vertices, faces),
+            "bilaplacian": (L.T @ L).tocsc()}
+
+
+def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prior: np.ndarray | None,
+                     noise_mm: np.ndarray | None = None, settings: FitSettings = FitSettings(),
+                     wound: np.ndarray | None = None, name: str = "injured mesh", operators: dict | None = None) -> dict:
+    """The healthy face behind an injured registered mesh (N, 3) mm, with `prior` decoder coefficients (K,)
+    from the image (None: the mean face) and `noise_mm` (N,) the per-vertex noise of this fit on healthy
+    faces (`fit_noise`; None: uniform). Returns `healthy` (N, 3), `fitted` (N, 3) (the decoder face alone),
+    `wound` (N,) bool, `coefficients` (K,), `residual_mm` (N,) and fit figures (mm, mm²)."""
+    injured = np.asarray(injured, np.float64)
+    if injured.shape != decoder["mean"].shape:
+        raise FacecoverError(f"{name}: {len(injured)} vertices; the decoder has {len(decoder['mean'])} "
+                             "(the injured mesh must be registered to the template)")
+    ops = operators or mesh_operators(injured, faces)
+    noise = np.zeros(len(injured)) if noise_mm is None else np.asarray(noise_mm, np.float64)
+    scale = np.maximum(noise, settings.weight_scale_mm)
+    given = wound is not None
+    weights = np.ones(len(injured)) if wound is None else (~np.asarray(wound, bool)).astype(float)
+    for round_ in range(max(1, settings.iterations)):
+        fitted, z = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior)
+        offset = injured - fitted
+        residual = np.linalg.norm(offset - smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing),
+                                  axis=1)
+        if given:
+            break
+        # the first round's residuals include the wound's pull on the fit: judge them against their median
+        s = scale if round_ else np.maximum(scale, 3.0 * np.median(residual))
+        weights = 1.0 / (1.0 + (residual / s) ** 2)
+    threshold = np.maximum(settings.wound_threshold_mm, settings.noise_factor * noise)
+    found = np.asarray(wound, bool) if given else grow_wound(residual / threshold, ops["graph"], ops["areas"],
+                                                           settings.seed_factor, settings.min_wound_area_mm2)
+    if found.mean() > 0.5:
+        raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
+                             "is the mesh a registered face in mm?")
+    healthy = blend_into_skin(fitted, injured, found, ops["bilaplacian"])
+    outside = ~found
+    return {"healthy": healthy, "fitted": fitted, "wound": found, "coefficients": z, "residual_mm": residual,
+            "fit_residual_outside_wound_mm": float(residual[outside].mean()) if outside.any() else float("nan"),
+            "wound_area_mm2": float(ops["areas"][found].sum()), "wound_given": given}
+
+
+def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, settings: FitSettings = FitSettings()
+              ) -> np.ndarray:
+    """Per-vertex noise (N,) mm of the fit on healthy faces (F, N, 3): the RMS of the remaining offset when
+    each is fitted from the mean face with no wound — what a wound has to exceed to be seen."""
+    if len(healthy_faces) == 0:
+        raise FacecoverError("fit noise: no healthy faces to measure it on")
+    ops = mesh_operators(np.asarray(healthy_faces[0], np.float64), faces)
+    residuals = [fit_healthy_face(decoder, face, faces, None, None, settings, wound=None, operators=ops,
+                                  name="healthy face")["residual_mm"] for face in healthy_faces]
+    return np.sqrt(np.mean(np.square(residuals), axis=0))
+
+
+def choose_experiment(table, experiments) -> str:
+    """The experiment with the lowest image-only face MAE in the evaluation table (a pandas DataFrame)."""
+    rows = table[table["method"].isin(list(experiments))]
+    if rows.empty:
+        raise FacecoverError(f"evaluation table: none of the experiments {', '.join(experiments)} is in it")
+    return str(rows.sort_values(["face_mae_mm", "method"])["method"].iloc[0])
