@@ -214,7 +214,7 @@ def _completion_prior(decoder, cases, grid=(0.01, 0.1, 1.0, 10.0, 100.0)) -> flo
     for lam in grid:
         err = []
         for healthy, injured, wound in cases:
-            v, _ = shape_completion(decoder, injured, (~wound).astype(float), lam)
+            v, _, _ = shape_completion(decoder, injured, (~wound).astype(float), lam)
             err.append(np.linalg.norm(align_outside_wound(v, injured, wound) - healthy, axis=1)[wound].mean())
         scores.append(np.mean(err))
     return float(grid[int(np.argmin(scores))])

@@ -92,19 +92,24 @@ def image_metrics(aligned: np.ndarray, healthy: np.ndarray, injured: np.ndarray,
 
 
 def shape_completion(decoder: dict, injured: np.ndarray, weights: np.ndarray, prior_weight: float,
-                     prior_mean: np.ndarray | None = None, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+                     prior_mean: np.ndarray | None = None, iterations: int = 3,
+                     pose: tuple[np.ndarray, np.ndarray] | None = None):
     """The decoder face that best explains the injured mesh (N, 3) mm where `weights` (N,) > 0 (outside the
     wound): regularised least squares for the coefficients (towards `prior_mean`, default the mean face)
-    alternated with a rigid alignment. Returns (vertices (N, 3) in the injured mesh's frame, coefficients)."""
+    alternated with a rigid alignment (starting from `pose` (R, t), decoder -> injured frame; default: the
+    prior face's Kabsch fit). Returns (vertices (N, 3) in the injured mesh's frame, coefficients, pose)."""
     from .decoder import decode, fit_coefficients
 
-    R, t = np.eye(3), np.zeros(3)
+    if pose is None:
+        start = decoder["mean"] if prior_mean is None else decode(decoder, prior_mean)
+        pose = rigid_transform(start, injured, weights)
+    R, t = pose
     for _ in range(iterations):
         local = (injured - t) @ R  # the injured mesh in the decoder's frame
         z = fit_coefficients(decoder, local, weights, prior_mean, prior_weight)
         vertices = decode(decoder, z)
         R, t = rigid_transform(vertices, injured, weights)
-    return vertices @ R.T + t, z
+    return vertices @ R.T + t, z, (R, t)
 
 
 def score_subject(subject: str, reconstructions: list[tuple[str, np.ndarray]], healthy: np.ndarray, faces: np.ndarray,

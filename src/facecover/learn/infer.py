@@ -7,13 +7,15 @@
    misses a person's fine detail (tenths of a mm), so the skin-minus-fit offset is smoothed over the
    face with a thin-plate smoothing spline (min Σ w |d − o|² + μ Σ |L d|²). What the spline cannot
    follow is the wound. The fit is made robust to it by iteratively reweighted least squares: a vertex
-   whose remaining offset r is large against its expected noise s gets the Cauchy weight 1 / (1 + (r/s)²)
-   in both the decoder fit and the spline.
+   whose remaining offset r is large against its scale s gets the Cauchy weight 1 / (1 + (r/s)²) in both
+   the decoder fit and the spline; s = `weight_factor` × the vertex's noise level σ on healthy faces
+   (`fit_noise`: larger at the nose tip, lips and eyelids, where the spline follows the skin less well).
 3. The wound (unknown for a real patient): vertices whose remaining offset exceeds `seed_factor` × their
    threshold seed it, and it grows through neighbours above the threshold (hysteresis, like an edge
-   detector); the threshold is `noise_factor` × the vertex's noise level on healthy faces (higher at the
-   nose, lips and eyelids, where the spline follows the skin less well), at least `wound_threshold_mm`.
-   Specks are dropped. A given mask replaces the detection.
+   detector); the threshold is `noise_factor` × σ, at least `wound_threshold_mm`. Specks are dropped.
+   Then `refine_rounds` more fits leave the wound and a band of `exclusion_band_mm` around it out
+   entirely, and the wound is found again: its faint edges, which the robust fit half-absorbed, show.
+   A given mask replaces the detection.
 4. The blend: outside the wound the healthy face *is* the skin; inside, the fitted face plus the offset
    between skin and fit carried in from the wound's edge by a biharmonic (thin-plate) interpolation —
    so the healthy surface meets the skin smoothly at the wound's edge.
@@ -37,12 +39,15 @@ class FitSettings:
 
     prior_weight_mm2: float = 2.0        # λ: how much one unit of coefficient away from the image's is worth
     smoothing: float = 0.3               # μ of the thin-plate smoothing spline of the skin-minus-fit offset
-    weight_scale_mm: float = 0.05        # Cauchy scale of the robust weights (at least; per vertex: its noise)
+    weight_factor: float = 5.0           # Cauchy scale of the robust weights: this many times the vertex's noise
+    weight_scale_mm: float = 0.05        # ... and at least this
     wound_threshold_mm: float = 0.1      # the wound: remaining offset above this (at least) ...
-    noise_factor: float = 1.5            # ... and above this many times the vertex's noise on healthy faces
+    noise_factor: float = 5.0            # ... and above this many times the vertex's noise on healthy faces
     seed_factor: float = 3.0             # seeds: remaining offset above this many thresholds
     min_wound_area_mm2: float = 4.0      # smaller specks are dropped
-    iterations: int = 6
+    iterations: int = 6                  # robust (reweighted) rounds
+    refine_rounds: int = 2               # then rounds that leave the wound found so far out entirely
+    exclusion_band_mm: float = 2.0       # ... with this band around it
 
 
 def spd_solver(matrix):
@@ -71,6 +76,16 @@ def grow_wound(score: np.ndarray, graph: sp.csr_matrix, areas: np.ndarray, seed:
     keep = np.isin(labels, seeded) & (part_area[labels] >= min_area_mm2)
     wound[ids[keep]] = True
     return wound
+
+
+def grown(mask: np.ndarray, graph: sp.csr_matrix, distance_mm: float) -> np.ndarray:
+    """`mask` (N,) widened by a geodesic distance (mm) along the mesh edges."""
+    from scipy.sparse.csgraph import dijkstra
+
+    if distance_mm <= 0 or not mask.any():
+        return np.asarray(mask, bool).copy()
+    return np.isfinite(dijkstra(graph, directed=False, indices=np.flatnonzero(mask), limit=distance_mm,
+                                min_only=True))
 
 
 def smooth_offsets(offset: np.ndarray, weights: np.ndarray, bilaplacian: sp.spmatrix, smoothing: float) -> np.ndarray:
@@ -116,22 +131,37 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
                              "(the injured mesh must be registered to the template)")
     ops = operators or mesh_operators(injured, faces)
     noise = np.zeros(len(injured)) if noise_mm is None else np.asarray(noise_mm, np.float64)
-    scale = np.maximum(noise, settings.weight_scale_mm)
-    given = wound is not None
-    weights = np.ones(len(injured)) if wound is None else (~np.asarray(wound, bool)).astype(float)
-    for round_ in range(max(1, settings.iterations)):
-        fitted, z = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior)
-        offset = injured - fitted
-        residual = np.linalg.norm(offset - smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing),
-                                  axis=1)
-        if given:
-            break
-        # the first round's residuals include the wound's pull on the fit: judge them against their median
-        s = scale if round_ else np.maximum(scale, 3.0 * np.median(residual))
-        weights = 1.0 / (1.0 + (residual / s) ** 2)
+    scale = np.maximum(settings.weight_factor * noise, settings.weight_scale_mm)
     threshold = np.maximum(settings.wound_threshold_mm, settings.noise_factor * noise)
-    found = np.asarray(wound, bool) if given else grow_wound(residual / threshold, ops["graph"], ops["areas"],
-                                                           settings.seed_factor, settings.min_wound_area_mm2)
+
+    pose = None
+
+    def fit_round(weights):
+        nonlocal pose
+        fitted, z, pose = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior, pose=pose)
+        offset = injured - fitted
+        smooth = smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
+        return fitted, z, np.linalg.norm(offset - smooth, axis=1)
+
+    def detect(residual):
+        return grow_wound(residual / threshold, ops["graph"], ops["areas"], settings.seed_factor,
+                          settings.min_wound_area_mm2)
+
+    given = wound is not None
+    if given:
+        found = np.asarray(wound, bool)
+        fitted, z, residual = fit_round((~found).astype(float))
+    else:
+        weights = np.ones(len(injured))
+        for round_ in range(max(1, settings.iterations)):
+            fitted, z, residual = fit_round(weights)
+            # the first round's residuals include the wound's pull on the fit: judge them against their median
+            s = scale if round_ else np.maximum(scale, 3.0 * np.median(residual))
+            weights = 1.0 / (1.0 + (residual / s) ** 2)
+        found = detect(residual)
+        for _ in range(settings.refine_rounds):
+            fitted, z, residual = fit_round((~grown(found, ops["graph"], settings.exclusion_band_mm)).astype(float))
+            found = detect(residual)
     if found.mean() > 0.5:
         raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
                              "is the mesh a registered face in mm?")
@@ -144,13 +174,19 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
 
 def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, settings: FitSettings = FitSettings()
               ) -> np.ndarray:
-    """Per-vertex noise (N,) mm of the fit on healthy faces (F, N, 3): the RMS of the remaining offset when
-    each is fitted from the mean face with no wound — what a wound has to exceed to be seen."""
+    """Per-vertex noise (N,) mm of the fit on healthy faces (F, N, 3): the RMS of the offset the smoothing
+    spline leaves when each face is fitted from the mean face with every vertex counted (a healthy face
+    has no wound to leave out) — what a wound has to exceed to be seen."""
     if len(healthy_faces) == 0:
         raise FacecoverError("fit noise: no healthy faces to measure it on")
     ops = mesh_operators(np.asarray(healthy_faces[0], np.float64), faces)
-    residuals = [fit_healthy_face(decoder, face, faces, None, None, settings, wound=None, operators=ops,
-                                  name="healthy face")["residual_mm"] for face in healthy_faces]
+    residuals = []
+    for face in np.asarray(healthy_faces, np.float64):
+        weights = np.ones(len(face))
+        fitted, _, _ = shape_completion(decoder, face, weights, settings.prior_weight_mm2, None)
+        offset = face - fitted
+        smooth = smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
+        residuals.append(np.linalg.norm(offset - smooth, axis=1))
     return np.sqrt(np.mean(np.square(residuals), axis=0))
 
 

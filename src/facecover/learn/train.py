@@ -207,6 +207,7 @@ def linear_start(net, decoder: dict, vertex_weights: np.ndarray, train: tuple, v
     extra = principal_directions(X, r)
     extra -= U @ (U.T @ extra)                                  # orthogonal to U
     D = np.linalg.qr(np.c_[U, extra])[0][:, :r]
+    r = D.shape[1]  # fewer directions than hidden/2 when there are few samples
     set_linear_trunk(net, D)
     M = W.T @ D                                                 # (K, r): z = M u + b
     head = np.zeros((len(b), net.head[1].in_features))

@@ -1,0 +1,173 @@
+"""Inference: the image's face fitted to the injured scan, the wound found, patient photos (mm)."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facecover import FacecoverError
+from facecover.cohort import person_rng, person_vertices
+from facecover.learn.decoder import coefficients_of, decode, pca_decoder
+from facecover.learn.evaluate import rigid_transform
+from facecover.learn.infer import FitSettings, fit_healthy_face, fit_noise
+from facecover.scars import ScarSettings, one_scar, prepare_face
+
+INSIGHTFACE_IMAGES = Path(__import__("insightface").__file__).parent / "data" / "images"
+
+
+@pytest.fixture(scope="module")
+def model(space):
+    """A PCA decoder of 120 pool faces and the fit's noise level measured on 10 others."""
+    pool = np.stack([person_vertices(space, person_rng(4, "pool", f"p{i}"), with_detail=True) for i in range(130)])
+    decoder = pca_decoder(pool[:120], 60)
+    return decoder, fit_noise(decoder, space["faces"], pool[120:])
+
+
+@pytest.fixture(scope="module")
+def face(space):
+    healthy = person_vertices(space, person_rng(4, "cohort", "subject99"), with_detail=True)
+    return healthy, prepare_face(healthy, space["faces"], space["regions"])
+
+
+def scarred(face, kind, region, seed, depth=(2.0, 4.0)):
+    healthy, prepared = face
+    settings = ScarSettings(depth_mm=depth, severe_depth_mm=(3.0, 6.0))
+    h, _ = one_scar(prepared, kind, region, np.random.default_rng(seed), settings)
+    return healthy + h[:, None] * prepared.normals, np.abs(h) > settings.mask_threshold_mm
+
+
+def test_wound_found_by_the_fit_matches_the_scar(space, model, face):
+    """Over a dozen random scars (every kind and region) the wound the fit finds overlaps the simulated
+    mask with IoU ≥ 0.85 on average; outside it the healthy face is the skin, inside close to the truth."""
+    decoder, noise = model
+    rng = np.random.default_rng(11)
+    ious, errors = [], []
+    for _ in range(12):
+        kind = str(rng.choice(["round", "elongated", "severe"]))
+        region = str(rng.choice(["forehead", "nose", "cheek_left", "cheek_right", "mouth", "chin", "eyes"]))
+        injured, mask = scarred(face, kind, region, int(rng.integers(1000)))
+        fit = fit_healthy_face(decoder, injured, space["faces"], None, noise)
+        ious.append((fit["wound"] & mask).sum() / (fit["wound"] | mask).sum())
+        assert np.array_equal(fit["healthy"][~fit["wound"]], injured[~fit["wound"]])
+        errors.append(np.linalg.norm(fit["healthy"] - face[0], axis=1)[mask].mean())
+        assert errors[-1] < np.linalg.norm(injured - face[0], axis=1)[mask].mean()
+    assert np.mean(ious) >= 0.85 and min(ious) >= 0.5, np.round(ious, 2)
+    assert np.mean(errors) < 0.3
+
+
+def test_fit_recovers_a_known_rigid_offset(space, model, face):
+    from scipy.spatial.transform import Rotation
+
+    decoder, noise = model
+    injured, mask = scarred(face, "round", "cheek_right", 5)
+    R = Rotation.from_euler("xyz", [4.0, -6.0, 3.0], degrees=True).as_matrix()
+    t = np.array([3.0, -2.0, 5.0])
+    fit = fit_healthy_face(decoder, injured @ R.T + t, space["faces"], None, noise)
+    # the fitted decoder face sits where the moved scan is: its rigid fit to the moved healthy face is small
+    R_fit, t_fit = rigid_transform(fit["fitted"], face[0] @ R.T + t, np.ones(len(mask)))
+    angle = np.degrees(np.arccos(np.clip((np.trace(R_fit) - 1) / 2, -1, 1)))
+    assert angle < 0.3 and np.linalg.norm(t_fit) < 0.5
+    err = np.linalg.norm(fit["healthy"] - (face[0] @ R.T + t), axis=1)
+    assert err[mask].mean() < 0.35
+    # a given wound mask is used as is
+    given = fit_healthy_face(decoder, injured, space["faces"], None, noise, wound=mask)
+    assert np.array_equal(given["wound"], mask) and given["wound_given"]
+
+
+def test_the_image_prior_pulls_the_fit_where_the_skin_says_nothing(space, model, face):
+    """Inside a large wound the fit leans on its prior: the true face's coefficients as prior give a better
+    healthy face there than the mean face does."""
+    decoder, noise = model
+    injured, mask = scarred(face, "severe", "cheek_left", 7)
+    settings = FitSettings(prior_weight_mm2=50.0)
+    truth = coefficients_of(decoder, face[0])
+    with_truth = fit_healthy_face(decoder, injured, space["faces"], truth, noise, settings, wound=mask)
+    with_mean = fit_healthy_face(decoder, injured, space["faces"], None, noise, settings, wound=mask)
+    err = [np.linalg.norm(f["healthy"] - face[0], axis=1)[mask].mean() for f in (with_truth, with_mean)]
+    assert err[0] < err[1]
+
+
+def test_inference_returns_a_known_face_within_the_training_error(space):
+    """A pool identity's own clean embedding, through a model trained on it, comes back as that face."""
+    from facecover.learn.network import mapping_network
+    from facecover.learn.train import linear_start, predict_coefficients
+
+    rng = np.random.default_rng(3)
+    pool = np.stack([person_vertices(space, person_rng(6, "pool", f"q{i}"), with_detail=True) for i in range(60)])
+    decoder = pca_decoder(pool, 40)
+    z = np.stack([coefficients_of(decoder, v) for v in pool])
+    X = (z @ rng.standard_normal((40, 512)))[np.repeat(np.arange(60), 4)] + rng.normal(0, 0.2, (240, 512))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    y = np.repeat(np.arange(60), 4)
+    net = mapping_network(40)
+    linear_start(net, decoder, np.ones(len(space["vertices"])), (X, y, pool), (X[::4], y[::4], pool))
+    recon = decode(decoder, predict_coefficients(net, X[::4]))
+    training_error = np.linalg.norm(recon - pool, axis=2).mean(axis=1)
+    assert training_error.mean() < 0.5
+    assert np.linalg.norm(decode(decoder, predict_coefficients(net, X[8:9]))[0] - pool[2], axis=1).mean() \
+        <= training_error.max() + 1e-6
+    assert torch.is_grad_enabled()
+
+
+# ------------------------------------------------------------------ photos
+
+def test_photo_with_one_face(tmp_path):
+    from facecover.photo import photo_face
+
+    face = photo_face(INSIGHTFACE_IMAGES / "Tom_Hanks_54745.png")
+    assert face["crop"].shape == (112, 112, 3) and face["faces_found"] == 1
+    eyes, mouth = face["landmarks"][:2], face["landmarks"][3:]
+    assert eyes[0, 0] < eyes[1, 0] and mouth[0, 0] < mouth[1, 0] and eyes[:, 1].max() < mouth[:, 1].min()
+    # the same photo in grey-scale still works
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.open(INSIGHTFACE_IMAGES / "Tom_Hanks_54745.png").convert("L").save(grey)
+    assert np.abs(photo_face(grey)["landmarks"] - face["landmarks"]).max() < 3.0
+
+
+def test_photo_with_several_faces_uses_the_largest_with_a_notice():
+    from facecover.photo import photo_face
+
+    notices = []
+    face = photo_face(INSIGHTFACE_IMAGES / "t1.jpg", notice=notices.append)
+    assert face["faces_found"] >= 2 and len(notices) == 1 and "using the largest" in notices[0]
+
+
+def test_photo_without_a_face_or_corrupt_is_refused(tmp_path):
+    from PIL import Image
+
+    from facecover.photo import photo_face
+
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (256, 256), (128, 120, 110)).save(blank)
+    with pytest.raises(FacecoverError, match=f"{blank}: no face found"):
+        photo_face(blank)
+    corrupt = tmp_path / "photo.jpg"
+    corrupt.write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(FacecoverError, match=f"{corrupt}: cannot read the photo"):
+        photo_face(corrupt)
+    with pytest.raises(FacecoverError, match="photo not found"):
+        photo_face(tmp_path / "missing.png")
+
+
+def test_patient_folder_without_scan_or_photo_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "workflow").symlink_to(root / "workflow")
+    (tmp_path / "src").symlink_to(root / "src")
+    shutil.copy(root / "config.yaml", tmp_path / "config.yaml")
+    config = yaml.safe_load((root / ".test/config.yaml").read_text())
+    (tmp_path / "patients" / "jane").mkdir(parents=True)
+    shutil.copy(INSIGHTFACE_IMAGES / "Tom_Hanks_54745.png", tmp_path / "patients" / "jane" / "photo.png")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(root / "Snakefile"), "--directory",
+           str(tmp_path), "--configfile", str(tmp_path / "cfg.yaml"), "-n", "results/prints/jane.stl"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode != 0 and "patients/jane: no scan" in res.stdout + res.stderr
