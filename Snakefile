@@ -55,4 +55,5 @@ rule all:
         expand("results/prints/{subject}.stl", subject=TEST_SUBJECTS + list(PATIENTS)),
         expand("results/report/covers/{subject}.png", subject=TEST_SUBJECTS + list(PATIENTS)),
         "results/metrics/covers.csv",
+        "results/report/learning/heatmap.png",
     default_target: True

@@ -57,13 +57,14 @@ def _figure(figsize: tuple[float, float]):
     return plt.subplots(figsize=figsize, dpi=120)
 
 
-def _save_png(fig, out) -> None:
+def _save_png(fig, out, tight: bool = True) -> None:
     """Write a figure atomically as PNG and free it."""
     import matplotlib.pyplot as plt
 
     from .files import atomic_path
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -122,3 +123,73 @@ def encoder_figure(encoder_report: str | Path, out) -> None:
         acc.set_ylabel("accuracy")
         fig.legend(fontsize=7, loc="center right", bbox_to_anchor=(0.85, 0.5))
     _save_png(fig, out)
+
+
+def learning_curves_figure(base_log, swav_logs: dict, finetune_logs: dict, out) -> None:
+    """Loss curves: base model (validation), SwAV (per fraction, with ln K), fine-tuning (train/validation)."""
+    fig, _ = _figure((13, 3.6))
+    fig.clf()
+    axes = fig.subplots(1, 3)
+    base = pd.read_csv(base_log)
+    axes[0].plot(base["epoch"], base["val_loss_mm"], "k.-", label="validation (held-out pool identities)")
+    axes[0].plot(base["epoch"], base["train_loss_mm"], "b.-", label="training")
+    axes[0].set_title("base model (pool)")
+    for name, path in swav_logs.items():
+        log = pd.read_csv(path)
+        axes[1].plot(log["epoch"], log["loss"], ".-", label=f"SwAV on {float(name):.0%} of the training subjects")
+        axes[1].axhline(log["log_prototypes"].iloc[0], color="gray", ls="--", lw=0.8)
+    axes[1].text(0.02, 0.95, "dashed: ln K (collapse)", transform=axes[1].transAxes, fontsize=7, va="top")
+    axes[1].set_title("SwAV pretraining")
+    axes[1].set_ylabel("swapped-prediction loss")
+    for name, path in finetune_logs.items():
+        log = pd.read_csv(path)
+        line = axes[2].plot(log["epoch"], log["val_loss_mm"], ".-", label=f"{name} validation")[0]
+        axes[2].plot(log["epoch"], log["train_loss_mm"], ":", color=line.get_color(), label=f"{name} training")
+    axes[2].set_title("fine-tuning (cohort)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("masked L1 (mm)")
+    axes[2].set_ylabel("masked L1 (mm)")
+    _save_png(fig, out)
+
+
+def iou_figure(table: pd.DataFrame, out) -> None:
+    """Wound IoU per facial region and method (bars), with the paper's 0.84-0.88 band."""
+    regions = [c for c in table.columns if c.startswith("iou_")]
+    fig, ax = _figure((max(8, 0.9 * len(table)) + 2, 3.6))
+    x = np.arange(len(regions))
+    width = 0.8 / len(table)
+    for i, (_, row) in enumerate(table.iterrows()):
+        ax.bar(x + (i - len(table) / 2 + 0.5) * width, row[regions].astype(float), width, label=row["method"])
+    ax.axhspan(0.84, 0.88, color="green", alpha=0.15, label="paper (SSL, 100 %)")
+    ax.set_xticks(x, [r[4:] for r in regions])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("wound IoU")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save_png(fig, out)
+
+
+def error_heatmap_figure(faces: np.ndarray, panels: list[dict], out, vmax_mm: float = 3.0) -> None:
+    """Per-vertex error (mm) rendered on the face for each panel {vertices (N, 3), error_mm (N,), title};
+    one colour bar for all."""
+    import matplotlib
+    from matplotlib import cm, colors
+
+    from .render import DEFAULT_LIGHTS, Scene, frontal_camera
+
+    norm = colors.Normalize(0.0, vmax_mm)
+    cmap = matplotlib.colormaps["inferno"]
+    fig, _ = _figure((2.6 * len(panels) + 1.0, 3.2))
+    fig.clf()
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        v = np.asarray(panel["vertices"], np.float64)
+        per_face = np.asarray(panel["error_mm"])[faces].mean(axis=1)
+        image = Scene(v, faces).render(frontal_camera(v.mean(axis=0), 200.0, 320), DEFAULT_LIGHTS, ambient=0.35,
+                                       face_colors=cmap(norm(per_face))[:, :3])
+        ax.imshow(image)
+        ax.set_title(panel["title"], fontsize=7)
+        ax.axis("off")
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03, label="error (mm)")
+    _save_png(fig, out, tight=False)

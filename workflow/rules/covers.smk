@@ -81,12 +81,19 @@ rule print:
 
 rule preview:
     output:
-        report(
+        still=report(
             "results/report/covers/{subject}.png",
             caption="../report/preview.rst",
             category="Covers",
             subcategory="from the reconstruction",
-            labels={"subject": "{subject}"},
+            labels={"subject": "{subject}", "view": "still"},
+        ),
+        interactive=report(
+            "results/report/covers/{subject}.html",
+            caption="../report/preview_3d.rst",
+            category="Covers",
+            subcategory="from the reconstruction",
+            labels={"subject": "{subject}", "view": "3D (rotate, zoom)"},
         ),
     input:
         filling="results/fillings/{subject}.ply",
@@ -96,7 +103,8 @@ rule preview:
     log:
         "results/logs/preview/{subject}.log",
     shell:
-        "facecover preview --injured {input.injured} --filling {input.filling} --out {output} 2> {log}"
+        "facecover preview --injured {input.injured} --filling {input.filling} --title {wildcards.subject}"
+        " --out {output.still} --out-html {output.interactive} 2> {log}"
 
 
 use rule watertight as reference_watertight with:
@@ -138,7 +146,7 @@ use rule print as reference_print with:
         "results/logs/reference_print/{subject}.log",
 
 
-use rule preview as reference_preview with:
+rule reference_preview:
     output:
         report(
             "results/report/covers_reference/{subject}.png",
@@ -150,5 +158,9 @@ use rule preview as reference_preview with:
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
+    conda:
+        "../../envs/covers.yaml"
     log:
         "results/logs/reference_preview/{subject}.log",
+    shell:
+        "facecover preview --injured {input.injured} --filling {input.filling} --out {output} 2> {log}"

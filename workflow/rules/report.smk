@@ -66,3 +66,50 @@ rule encoder_summary:
     shell:
         "facecover summary --kind encoder --encoder-report {input.encoder} --reports {input.embeddings}"
         " --out {output.table} --figure {output.figure} 2> {log}"
+
+
+rule learning_report:
+    output:
+        curves=report(
+            "results/report/learning/curves.png",
+            caption="../report/learning_curves.rst",
+            category="Learning",
+        ),
+        iou=report(
+            "results/report/learning/iou.png",
+            caption="../report/learning_iou.rst",
+            category="Learning",
+        ),
+        heatmap=report(
+            "results/report/learning/heatmap.png",
+            caption="../report/learning_heatmap.rst",
+            category="Learning",
+        ),
+    input:
+        table="results/metrics/table.csv",
+        base_log="results/metrics/base_train.csv",
+        swav_logs=expand("results/metrics/swav_{fraction}.csv", fraction=FRACTIONS),
+        finetune_logs=expand("results/metrics/{experiment}_train.csv", experiment=EXPERIMENTS),
+        checkpoints=expand("results/checkpoints/recon_{experiment}.pt", experiment=EXPERIMENTS),
+        space="results/model/face_space.npz",
+        decoder="results/model/decoder.npz",
+        fit_noise="results/model/fit_noise.npz",
+        split="results/splits.csv",
+        embeddings=ALL_EMBEDDINGS,
+        registered=ALL_REGISTERED,
+        scars=ALL_SCARS,
+        code=code("summary", "learn/evaluate", "learn/infer"),
+    params:
+        fit=FIT_SETTINGS,
+        variant=config["patient_variant"],
+    conda:
+        "../../envs/learn.yaml"
+    log:
+        "results/logs/learning_report.log",
+    shell:
+        "facecover learning-report --table {input.table} --base-log {input.base_log} --swav-logs {input.swav_logs}"
+        " --finetune-logs {input.finetune_logs} --space {input.space} --decoder {input.decoder}"
+        " --checkpoints-dir results/checkpoints --fit-noise {input.fit_noise} --fit-settings {params.fit:q}"
+        " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
+        " --scars-dir results/scars --variant {params.variant} --out-curves {output.curves}"
+        " --out-iou {output.iou} --out-heatmap {output.heatmap} 2> {log}"

@@ -108,6 +108,15 @@ def cmd_preview(args) -> None:
     images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
               for yaw in (0.0, 35.0, -35.0)]
     save_png(args.out, np.hstack(images).astype(np.uint8))
+    if args.out_html:  # the same, to rotate and zoom in a browser (self-contained WebGL page)
+        from ..files import atomic_path
+        from ..viewer import cover_viewer_html
+
+        caption = f"cover {cover.volume:.0f} mm³, {len(cover.split(only_watertight=False))} part(s)"
+        page = cover_viewer_html(face.vertices, face.faces, cover.vertices, cover.faces, args.title or args.out,
+                                 caption)
+        with atomic_path(args.out_html) as tmp:
+            tmp.write_text(page)
 
 
 
@@ -147,5 +156,7 @@ def register(sub) -> None:
     p.add_argument("--injured", required=True)
     p.add_argument("--filling", required=True)
     p.add_argument("--size", type=int, default=384)
+    p.add_argument("--title", help="title of the interactive view")
     p.add_argument("--out", required=True)
+    p.add_argument("--out-html", help="also an interactive 3D view (self-contained HTML, WebGL)")
     p.set_defaults(func=cmd_preview)
