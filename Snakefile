@@ -56,4 +56,5 @@ rule all:
         expand("results/report/covers/{subject}.png", subject=TEST_SUBJECTS + list(PATIENTS)),
         "results/metrics/covers.csv",
         "results/report/learning/heatmap.png",
+        "results/report/stages.csv",
     default_target: True

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import FacecoverError
-from .encoder import AugmentSettings, aligned_face, augmented_face, embed_faces, load_render
+from .encoder import AugmentSettings, alignment_matrix, augmented_face, embed_faces, load_render, warp_face
 
 
 def render_stems(renders_dir: str | Path) -> list[str]:
@@ -39,8 +39,9 @@ def embed_renders(model, renders_dir: str | Path, augmentations: int, settings: 
     clean, augmented = [], []
     for stem in tqdm(stems, desc=f"embed {Path(renders_dir).name}", disable=None if progress else True):
         image, landmarks = load_render(Path(renders_dir) / f"{stem}.png")
-        faces = [aligned_face(image, landmarks)]
-        faces += [augmented_face(image, landmarks, rng, settings) for _ in range(augmentations)]
+        alignment = alignment_matrix(landmarks)  # computed once, reused by every augmented view
+        faces = [warp_face(image, alignment)]
+        faces += [augmented_face(image, landmarks, rng, settings, alignment) for _ in range(augmentations)]
         e = embed_faces(model, faces)
         clean.append(e[0])
         augmented.append(e[1:])

@@ -48,15 +48,28 @@ def load_render(image_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(image), landmarks
 
 
-def aligned_face(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The 112 x 112 ArcFace crop (insightface `norm_crop`) of a BGR image given its 5 landmarks (px)."""
+def alignment_matrix(landmarks: np.ndarray) -> np.ndarray:
+    """insightface's ArcFace alignment (2, 3): the similarity taking the 5 landmarks (px) to the template
+    positions of the 112 x 112 crop (`face_align.estimate_norm`)."""
     import warnings
 
     from insightface.utils import face_align
 
     with warnings.catch_warnings():  # scikit-image's notice about insightface's own call, once per image
         warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning)
-        return face_align.norm_crop(image, landmarks.astype(np.float32), image_size=FACE_SIZE)
+        return face_align.estimate_norm(np.asarray(landmarks, np.float32), image_size=FACE_SIZE)
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The 112 x 112 crop of a BGR image under an alignment matrix (2, 3), as `face_align.norm_crop` warps."""
+    import cv2
+
+    return cv2.warpAffine(image, matrix, (FACE_SIZE, FACE_SIZE), borderValue=0.0)
+
+
+def aligned_face(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The 112 x 112 ArcFace crop (insightface `norm_crop`) of a BGR image given its 5 landmarks (px)."""
+    return warp_face(image, alignment_matrix(landmarks))
 
 
 @dataclass(frozen=True)
@@ -71,16 +84,24 @@ class AugmentSettings:
 
 
 def augmented_face(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                   settings: AugmentSettings = AugmentSettings()) -> np.ndarray:
-    """A randomly changed 112 x 112 crop: shifted/rotated/zoomed crop, brightness, contrast and noise."""
+                   settings: AugmentSettings = AugmentSettings(), alignment: np.ndarray | None = None) -> np.ndarray:
+    """A randomly changed 112 x 112 crop: shifted/rotated/zoomed crop, brightness, contrast and noise.
+
+    The crop is the ArcFace alignment of the landmarks moved by a random similarity S (about their centre);
+    as that alignment is a least-squares similarity fit it equals `alignment` ∘ S⁻¹, so the alignment of
+    the unmoved landmarks (`alignment_matrix`, computed here if not given) is reused."""
     centre = landmarks.mean(axis=0)
     size = np.linalg.norm(landmarks[:2].mean(axis=0) - landmarks[3:].mean(axis=0))
     angle = math.radians(rng.uniform(-settings.max_rotation_deg, settings.max_rotation_deg))
     scale = 1.0 + rng.uniform(-settings.max_scale, settings.max_scale)
     rot = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     shift = rng.uniform(-settings.max_shift, settings.max_shift, 2) * size
-    moved = (landmarks - centre) @ rot.T + centre + shift
-    face = aligned_face(image, moved.astype(np.float32)).astype(np.float32)
+    # S(p) = rot (p - centre) + centre + shift; S⁻¹(q) = rot⁻¹ (q - centre - shift) + centre
+    inv = np.linalg.inv(rot)
+    S_inv = np.eye(3)
+    S_inv[:2, :2], S_inv[:2, 2] = inv, centre - inv @ (centre + shift)
+    base = alignment_matrix(landmarks) if alignment is None else alignment
+    face = warp_face(image, (np.r_[base, [[0.0, 0.0, 1.0]]] @ S_inv)[:2]).astype(np.float32)
     gain = 1.0 + rng.uniform(-settings.brightness, settings.brightness)
     contrast = 1.0 + rng.uniform(-settings.brightness, settings.brightness) / 2
     mean = face.mean()
@@ -153,6 +174,9 @@ class EncoderSettings:
     margin: float = 0.3              # additive angular margin, radians
     scale: float = 32.0              # logit scale s
     val_fraction: float = 0.1        # identities held out to measure verification
+    patience: int = 3                # stop when the held-out separation has not improved for this many epochs
+    min_epochs: int = 12             # ... but not before this many (0 patience: always train all epochs)
+    plateau_delta: float = 0.005     # an improvement smaller than this is a plateau
     augment: AugmentSettings = AugmentSettings()
 
 
@@ -171,9 +195,11 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
                            seed: int, device, progress: bool = True):
     """Train the bootstrap encoder on renders {identity: [(BGR image, landmarks), ...]}.
 
-    Identities are split (seeded) into training and held-out ones; returns
-    (network in eval mode on the CPU, report dict with the loss per epoch and
-    verification figures on the held-out identities).
+    Identities are split (seeded) into training and held-out ones. After every epoch the held-out
+    identities' separation (mean cosine of same- minus different-identity pairs) is measured; training
+    stops early when it has reached a plateau (`patience`, `min_epochs`, `plateau_delta`). Each image's
+    ArcFace alignment is computed once; augmentations reuse it. Returns (network in eval mode on the
+    CPU, report dict with the loss and held-out separation per epoch and the final verification figures).
     """
     import torch
     from tqdm import tqdm
@@ -186,7 +212,19 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
     order = rng.permutation(len(names))
     val_names = sorted(names[i] for i in order[:n_val])
     train_names = sorted(names[i] for i in order[n_val:])
-    samples = [(img, lm, label) for label, n in enumerate(train_names) for img, lm in renders[n]]
+    samples = [(img, lm, label, alignment_matrix(lm)) for label, n in enumerate(train_names) for img, lm in renders[n]]
+    heldout = [(n, aligned_face(img, lm)) for n in val_names for img, lm in renders[n]]
+    heldout_x = torch.from_numpy(to_tensor_batch([f for _, f in heldout])) if heldout else None
+    heldout_ids = np.array([n for n, _ in heldout])
+
+    def separation() -> float | None:
+        if heldout_x is None:
+            return None
+        net.eval()
+        with torch.no_grad():
+            emb = torch.cat([net(heldout_x[i:i + 256].to(device)).cpu() for i in range(0, len(heldout_x), 256)])
+        figures = verification_figures(emb.numpy(), heldout_ids)
+        return figures["cosine_same"] - figures["cosine_different"]
 
     net = identity_network(settings.width).to(device)
     weight = torch.nn.Parameter(torch.randn(len(train_names), EMBEDDING_DIM, device=device) * 0.01)
@@ -205,9 +243,9 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
             batch = [samples[i] for i in perm[b * settings.batch_size:(b + 1) * settings.batch_size]]
             if len(batch) < 2:        # BatchNorm needs two samples
                 continue
-            x = torch.from_numpy(to_tensor_batch([augmented_face(img, lm, rng, settings.augment)
-                                                  for img, lm, _ in batch])).to(device)
-            y = torch.tensor([label for _, _, label in batch], device=device)
+            x = torch.from_numpy(to_tensor_batch([augmented_face(img, lm, rng, settings.augment, alignment=m)
+                                                  for img, lm, _, m in batch])).to(device)
+            y = torch.tensor([label for _, _, label, _ in batch], device=device)
             logits = arcface_logits(net(x), weight, y, settings.scale, settings.margin)
             loss = torch.nn.functional.cross_entropy(logits, y)
             optimiser.zero_grad()
@@ -217,16 +255,22 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
             total += float(loss.detach()) * len(batch)
             correct += int((logits.argmax(1) == y).sum())
             count += len(batch)
-        history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "train_accuracy": correct / max(count, 1)})
+        history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "train_accuracy": correct / max(count, 1),
+                        "heldout_separation": separation()})
+        seps = [h["heldout_separation"] for h in history]
+        started = epoch + 1 >= max(settings.min_epochs, settings.patience + 1)
+        if (settings.patience > 0 and seps[-1] is not None and started
+                and max(seps[-settings.patience:]) < max(seps[:-settings.patience]) + settings.plateau_delta):
+            break
     net = net.cpu().eval()
     report = {"identities_train": len(train_names), "identities_heldout": len(val_names),
               "images_train": len(samples), "settings": asdict(settings), "seed": seed, "device": str(device),
-              "train_seconds": round(time.perf_counter() - start, 1), "history": history}
-    if val_names:
-        faces = [(n, aligned_face(img, lm)) for n in val_names for img, lm in renders[n]]
+              "train_seconds": round(time.perf_counter() - start, 1), "epochs_trained": len(history),
+              "stopped_early": len(history) < settings.epochs, "history": history}
+    if heldout:
         with torch.no_grad():
-            emb = net(torch.from_numpy(to_tensor_batch([f for _, f in faces]))).numpy()
-        report["heldout"] = verification_figures(emb, np.array([n for n, _ in faces]))
+            emb = net(heldout_x).numpy()
+        report["heldout"] = verification_figures(emb, heldout_ids)
     return net, report
 
 

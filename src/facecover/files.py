@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from . import FacecoverError
 
@@ -47,12 +46,14 @@ def atomic_paths(*paths):
         yield [stack.enter_context(atomic_path(p)) for p in paths]
 
 
-def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
+def load_mesh(path: str | os.PathLike):
     """Load a triangle mesh (.ply/.obj/.stl/.off) without modifying it.
 
     Raises FacecoverError naming the file when it is missing, empty, unreadable
-    or holds no triangles.
+    or holds no triangles. Returns a trimesh.Trimesh.
     """
+    import trimesh
+
     path = Path(path)
     if not path.exists():
         raise FacecoverError(f"{path}: file not found")
@@ -73,6 +74,8 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
 
 def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Write a mesh atomically; the format follows the suffix (binary PLY/STL)."""
+    import trimesh
+
     mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False)
     with atomic_path(path) as tmp:
         mesh.export(tmp, file_type=Path(path).suffix.lstrip(".").lower())

@@ -37,13 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 import trimesh
 from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        neighbour_mean, raycasting_scene, smoothed_normals, vertex_normals)
+                        neighbour_mean, o3d_tensor, raycasting_scene, smoothed_normals, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class FillingSettings:
 
 def closest_distance(points: np.ndarray, scene) -> np.ndarray:
     """Unsigned distance (n,) mm from each point to the closest point of the scene's surface."""
-    return scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
+    return scene.compute_distance(o3d_tensor(points.astype(np.float32))).numpy()
 
 
 def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene, max_mm: float = 50.0) -> np.ndarray:
@@ -73,7 +72,7 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene, max_m
     side /= np.linalg.norm(side, axis=1, keepdims=True) + 1e-12
     origin = points + 1e-3 * side
     rays = np.r_[np.c_[origin - back * normals, normals], np.c_[origin + back * normals, -normals]].astype(np.float32)
-    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy() - back
+    t = scene.cast_rays(o3d_tensor(rays))["t_hit"].numpy() - back
     up, down = t[: len(points)], t[len(points):]
     up[up < -back + 1e-6] = np.inf
     down[down < -back + 1e-6] = np.inf
@@ -111,7 +110,7 @@ def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarra
     offset = offset.astype(np.float64).copy()
     for _ in range(iterations):
         outer = inner + offset[:, None] * directions
-        dist = scene.compute_distance(o3d.core.Tensor(outer.astype(np.float32))).numpy()
+        dist = scene.compute_distance(o3d_tensor(outer.astype(np.float32))).numpy()
         short = dist < min_mm
         if not short.any():
             break
@@ -257,7 +256,7 @@ def outer_heights(skin_v: np.ndarray, skin_n: np.ndarray, cover_v: np.ndarray, c
     scene = raycasting_scene(cover_v, cover_f)
     start = 0.02
     rays = np.c_[skin_v + start * skin_n, skin_n].astype(np.float32)
-    t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    t = scene.cast_rays(o3d_tensor(rays))["t_hit"].numpy()
     return np.where(np.isfinite(t) & (t < 60.0), t + start, 0.0)
 
 

@@ -1,10 +1,13 @@
-"""Small mesh helpers shared by the stages (arrays in, arrays out; mm)."""
+"""Small mesh helpers shared by the stages (arrays in, arrays out; mm).
+
+trimesh and Open3D are imported by the functions that use them, so that a stage which needs neither
+starts quickly.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import trimesh
 
 
 def edges_of(faces: np.ndarray) -> np.ndarray:
@@ -14,6 +17,8 @@ def edges_of(faces: np.ndarray) -> np.ndarray:
 
 def boundary_edges(faces: np.ndarray) -> np.ndarray:
     """Directed edges (b, 2) used by exactly one triangle, oriented as in that triangle."""
+    import trimesh
+
     e = edges_of(faces)
     rows = trimesh.grouping.group_rows(np.sort(e, axis=1), require_count=1)
     return e[rows]
@@ -76,6 +81,13 @@ def raycasting_scene(vertices: np.ndarray, faces: np.ndarray):
     return scene
 
 
+def o3d_tensor(array: np.ndarray):
+    """An Open3D tensor of an array (for ray casting and distance queries), importing Open3D on first use."""
+    import open3d as o3d
+
+    return o3d.core.Tensor(np.ascontiguousarray(array))
+
+
 def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """Symmetric sparse graph (n, n) of edge lengths in mm."""
     e = np.unique(np.sort(edges_of(faces), axis=1), axis=0)
@@ -86,6 +98,8 @@ def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
 
 def face_components(faces: np.ndarray) -> np.ndarray:
     """Connected-component label (m,) of each face (sharing an edge connects)."""
+    import trimesh
+
     mesh = trimesh.Trimesh(faces=faces, vertices=np.zeros((faces.max() + 1, 3)), process=False)
     return trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(faces))
 

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from . import FacecoverError
-from .meshtools import face_components, raycasting_scene
+from .meshtools import face_components, o3d_tensor, raycasting_scene
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000,
     inward = -mesh.face_normals[face_idx]
     scene = raycasting_scene(vertices, faces)
     rays = np.c_[points + 1e-3 * inward, inward].astype(np.float32)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    hit = scene.cast_rays(o3d_tensor(rays))
     t = hit["t_hit"].numpy()
     ok = np.isfinite(t)
     exit_normal = mesh.face_normals[np.where(ok, hit["primitive_ids"].numpy().astype(np.int64), 0)]

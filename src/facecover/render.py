@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 from .meshtools import raycasting_scene, vertex_normals
 
@@ -83,6 +82,8 @@ class Scene:
 
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
         """Cast one ray per pixel; returns hit distance, triangle id and barycentrics (H, W)."""
+        import open3d as o3d
+
         rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
             o3d.core.Tensor(camera.K), o3d.core.Tensor(camera.extrinsic), camera.width, camera.height)
         ans = self._scene.cast_rays(rays)
@@ -119,6 +120,8 @@ class Scene:
 
     def surface_points(self, camera: Camera, pixels: np.ndarray) -> np.ndarray:
         """World points (n, 3) mm where rays through pixel positions (n, 2) hit; NaN on a miss."""
+        import open3d as o3d
+
         Kinv = np.linalg.inv(camera.K)
         d_cam = np.c_[pixels, np.ones(len(pixels))] @ Kinv.T
         d_world = d_cam @ camera.R  # R^T applied to each row

@@ -193,3 +193,42 @@ def error_heatmap_figure(faces: np.ndarray, panels: list[dict], out, vmax_mm: fl
         ax.axis("off")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03, label="error (mm)")
     _save_png(fig, out, tight=False)
+
+
+def stage_table(benchmarks: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-stage time and memory from Snakemake's benchmark files (results/benchmarks/{rule}/{job}.tsv):
+    jobs, wall time (s: total, mean, max), peak memory (max RSS, MB: mean, max). Also the per-job table."""
+    rows = []
+    for path in benchmarks:
+        path = Path(path)
+        record = pd.read_csv(path, sep="\t").iloc[-1]
+        rss = pd.to_numeric(record.get("max_rss"), errors="coerce")
+        rows.append({"stage": path.parent.name, "job": path.stem, "seconds": float(record["s"]),
+                     "max_rss_mb": float(rss) if pd.notna(rss) else np.nan})
+    jobs = pd.DataFrame(rows)
+    if jobs.empty:
+        return jobs, jobs
+    stages = jobs.groupby("stage").agg(jobs=("job", "size"), seconds_total=("seconds", "sum"),
+                                       seconds_mean=("seconds", "mean"), seconds_max=("seconds", "max"),
+                                       max_rss_mb_mean=("max_rss_mb", "mean"), max_rss_mb_max=("max_rss_mb", "max"))
+    stages = stages.sort_values("seconds_total", ascending=False).reset_index()
+    return stages.round(2), jobs.round(3)
+
+
+def stage_figure(stages: pd.DataFrame, out) -> None:
+    """Bar charts of total wall time and peak memory per stage."""
+    fig, _ = _figure((12, max(3.5, 0.22 * len(stages) + 1)))
+    fig.clf()
+    left, right = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(stages))
+    left.barh(y, stages["seconds_total"], color="tab:blue", label="all jobs")
+    left.barh(y, stages["seconds_max"], color="tab:orange", height=0.4, label="longest job")
+    left.set_yticks(y, stages["stage"], fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("wall time (s)")
+    left.legend(fontsize=7)
+    right.barh(y, stages["max_rss_mb_max"], color="tab:green", label="largest job")
+    right.barh(y, stages["max_rss_mb_mean"], color="tab:olive", height=0.4, label="mean job")
+    right.set_xlabel("peak memory, max RSS (MB)")
+    right.legend(fontsize=7)
+    _save_png(fig, out)

@@ -202,3 +202,27 @@ def infer_source_args(wildcards, input):
         return (f"--photo {shlex.quote(input.photo)} --encoder {input.encoder} --device {config['device']}"
                 f" --registration {input.registration}{wound}")
     return f"--embeddings {input.embeddings} --image {config['patient_variant']}_{INFER['view']} --split {input.split}"
+
+
+def all_benchmarks():
+    """The benchmark file of every job of the default target (results/benchmarks/{rule}/{job}.tsv)."""
+    per_subject = ["ingest", "scars", "render", "contact_sheet", "reference_watertight", "reference_filling",
+                   "reference_print", "reference_preview"]
+    if config["scans"]["source"] == "synthetic":
+        per_subject.append("synthetic_scan")
+    single = ["face_space", "pool", "split", "render_pool", "encoder", "decoder", "base", "fit_noise",
+              "metrics_table", "learning_report", "registration_summary", "covers_summary", "encoder_summary",
+              "cover_accuracy"]
+    printed = TEST_SUBJECTS + list(PATIENTS)
+    files = [f"results/benchmarks/{rule}/{rule}.tsv" for rule in single]
+    files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=per_subject, subject=SUBJECTS)
+    files += expand("results/benchmarks/embed/{renders}.tsv", renders=SUBJECTS + ["pool"])
+    files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["infer", "watertight", "filling", "print",
+                                                                     "preview"], subject=printed)
+    files += expand("results/benchmarks/ingest/{subject}.tsv", subject=list(PATIENTS))
+    files += expand("results/benchmarks/swav/{fraction}.tsv", fraction=FRACTIONS)
+    files += expand("results/benchmarks/{rule}/{experiment}.tsv", rule=["finetune", "evaluate_experiment",
+                                                                        "evaluate_experiment_fit"],
+                    experiment=EXPERIMENTS)
+    files += expand("results/benchmarks/evaluate_baseline/{baseline}.tsv", baseline=BASELINES)
+    return files

@@ -22,6 +22,8 @@ rule watertight:
         back=config["watertight"].get("back_offset_mm", 10.0),
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/watertight/{subject}.tsv"
     log:
         "results/logs/watertight/{subject}.log",
     shell:
@@ -44,6 +46,8 @@ rule filling:
         wound=wound_arg,
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/filling/{subject}.tsv"
     log:
         "results/logs/filling/{subject}.log",
     shell:
@@ -71,6 +75,8 @@ rule print:
         about=about_arg,
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/print/{subject}.tsv"
     log:
         "results/logs/print/{subject}.log",
     shell:
@@ -100,6 +106,8 @@ rule preview:
         injured=injured_mesh,
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/preview/{subject}.tsv"
     log:
         "results/logs/preview/{subject}.log",
     shell:
@@ -114,6 +122,8 @@ use rule watertight as reference_watertight with:
     input:
         healthy="results/registered/{subject}.ply",
         code=code("watertight"),
+    benchmark:
+        "results/benchmarks/reference_watertight/{subject}.tsv"
     log:
         "results/logs/reference_watertight/{subject}.log",
 
@@ -127,6 +137,8 @@ use rule filling as reference_filling with:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         healthy=f"{REF}/watertight/{{subject}}.ply",
         code=code("filling"),
+    benchmark:
+        "results/benchmarks/reference_filling/{subject}.tsv"
     log:
         "results/logs/reference_filling/{subject}.log",
 
@@ -142,6 +154,8 @@ use rule print as reference_print with:
         filling=f"{REF}/fillings/{{subject}}.ply",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         code=code("printing", "watertight"),
+    benchmark:
+        "results/benchmarks/reference_print/{subject}.tsv"
     log:
         "results/logs/reference_print/{subject}.log",
 
@@ -160,6 +174,8 @@ rule reference_preview:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/reference_preview/{subject}.tsv"
     log:
         "results/logs/reference_preview/{subject}.log",
     shell:

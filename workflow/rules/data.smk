@@ -11,6 +11,8 @@ rule face_space:
         detail=config["shape_space"]["detail_modes"],
     conda:
         "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/face_space/face_space.tsv"
     log:
         "results/logs/face_space.log",
     shell:
@@ -28,6 +30,8 @@ rule pool:
         seed=config["seed"],
     conda:
         "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/pool/pool.tsv"
     log:
         "results/logs/pool.log",
     shell:
@@ -46,6 +50,8 @@ rule synthetic_scan:
         settings=settings_json("scans", "source", "dir", "units"),
     conda:
         "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/synthetic_scan/{subject}.tsv"
     log:
         "results/logs/synthetic_scan/{subject}.log",
     shell:
@@ -69,6 +75,8 @@ rule ingest:
         truth=truth_arg,
     conda:
         "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/ingest/{subject}.tsv"
     log:
         "results/logs/ingest/{subject}.log",
     shell:
@@ -88,6 +96,8 @@ rule split:
         seed=config["seed"],
     conda:
         "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/split/split.tsv"
     log:
         "results/logs/split.log",
     shell:

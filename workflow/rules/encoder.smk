@@ -25,6 +25,8 @@ rule encoder:
         gpu=GPUS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/encoder/encoder.tsv"
     log:
         "results/logs/encoder.log",
     shell:
@@ -49,6 +51,8 @@ rule embed:
         gpu=GPUS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/embed/{renders}.tsv"
     log:
         "results/logs/embed/{renders}.log",
     shell:

@@ -19,6 +19,8 @@ rule infer:
         fit=FIT_SETTINGS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/infer/{subject}.tsv"
     log:
         "results/logs/infer/{subject}.log",
     shell:
@@ -50,6 +52,8 @@ rule cover_accuracy:
         reference=lambda wildcards, input: os.path.dirname(input.reference[0]),
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/cover_accuracy/cover_accuracy.tsv"
     log:
         "results/logs/cover_accuracy.log",
     shell:

@@ -32,6 +32,8 @@ rule decoder:
         components=config["decoder"]["components"],
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/decoder/decoder.tsv"
     log:
         "results/logs/decoder.log",
     shell:
@@ -59,6 +61,8 @@ rule base:
         gpu=GPUS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/base/base.tsv"
     log:
         "results/logs/base.log",
     shell:
@@ -86,6 +90,8 @@ rule swav:
         gpu=GPUS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/swav/{fraction}.tsv"
     log:
         "results/logs/swav_{fraction}.log",
     shell:
@@ -118,6 +124,8 @@ rule finetune:
         gpu=GPUS,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/finetune/{experiment}.tsv"
     log:
         "results/logs/finetune_{experiment}.log",
     shell:
@@ -154,6 +162,8 @@ rule fit_noise:
         seed=config["seed"],
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/fit_noise/fit_noise.tsv"
     log:
         "results/logs/fit_noise.log",
     shell:
@@ -173,6 +183,8 @@ rule evaluate_experiment:
         fit="",
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/evaluate_experiment/{experiment}.tsv"
     log:
         "results/logs/evaluate/{experiment}.log",
     shell:
@@ -195,6 +207,8 @@ rule evaluate_experiment_fit:
         fit=fit_args,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/evaluate_experiment_fit/{experiment}.tsv"
     log:
         "results/logs/evaluate/{experiment}+fit.log",
     shell:
@@ -216,6 +230,8 @@ rule evaluate_baseline:
         fit=fit_args,
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/evaluate_baseline/{baseline}.tsv"
     log:
         "results/logs/evaluate/{baseline}.log",
     shell:
@@ -240,6 +256,8 @@ rule metrics_table:
         code=code("learn/evaluate"),
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/metrics_table/metrics_table.tsv"
     log:
         "results/logs/metrics_table.log",
     shell:

@@ -18,6 +18,8 @@ rule registration_summary:
         code=code("summary"),
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/registration_summary/registration_summary.tsv"
     log:
         "results/logs/registration_summary.log",
     shell:
@@ -37,6 +39,8 @@ rule covers_summary:
         code=code("summary"),
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/covers_summary/covers_summary.tsv"
     log:
         "results/logs/covers_summary.log",
     shell:
@@ -61,6 +65,8 @@ rule encoder_summary:
         code=code("summary", "encoder"),
     conda:
         "../../envs/covers.yaml"
+    benchmark:
+        "results/benchmarks/encoder_summary/encoder_summary.tsv"
     log:
         "results/logs/encoder_summary.log",
     shell:
@@ -104,6 +110,8 @@ rule learning_report:
         variant=config["patient_variant"],
     conda:
         "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/learning_report/learning_report.tsv"
     log:
         "results/logs/learning_report.log",
     shell:
@@ -113,3 +121,28 @@ rule learning_report:
         " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
         " --scars-dir results/scars --variant {params.variant} --out-curves {output.curves}"
         " --out-iou {output.iou} --out-heatmap {output.heatmap} 2> {log}"
+
+
+rule stage_times:
+    output:
+        table=report(
+            "results/report/stages.csv",
+            caption="../report/stages.rst",
+            category="Run time and memory",
+        ),
+        jobs="results/report/stage_jobs.csv",
+        figure=report(
+            "results/report/stages.png",
+            caption="../report/stages.rst",
+            category="Run time and memory",
+        ),
+    input:
+        benchmarks=all_benchmarks(),
+        code=code("summary"),
+    conda:
+        "../../envs/covers.yaml"
+    log:
+        "results/logs/stage_times.log",
+    shell:
+        "facecover stage-times --benchmarks {input.benchmarks} --out {output.table} --out-jobs {output.jobs}"
+        " --figure {output.figure} 2> {log}"

@@ -20,6 +20,8 @@ rule scars:
         seed=config["seed"],
     conda:
         "../../envs/render.yaml"
+    benchmark:
+        "results/benchmarks/scars/{subject}.tsv"
     log:
         "results/logs/scars/{subject}.log",
     shell:
@@ -42,6 +44,8 @@ rule render:
         seed=config["seed"],
     conda:
         "../../envs/render.yaml"
+    benchmark:
+        "results/benchmarks/render/{subject}.tsv"
     log:
         "results/logs/render/{subject}.log",
     shell:
@@ -62,6 +66,8 @@ rule render_pool:
         seed=config["seed"],
     conda:
         "../../envs/render.yaml"
+    benchmark:
+        "results/benchmarks/render_pool/render_pool.tsv"
     log:
         "results/logs/render_pool.log",
     shell:
@@ -84,6 +90,8 @@ rule contact_sheet:
         variants=" ".join(VARIANTS),
     conda:
         "../../envs/render.yaml"
+    benchmark:
+        "results/benchmarks/contact_sheet/{subject}.tsv"
     log:
         "results/logs/contact_sheet/{subject}.log",
     shell:

@@ -76,6 +76,20 @@ def cmd_learning_report(args) -> None:
     error_heatmap_figure(space["faces"], panels, args.out_heatmap)
 
 
+def cmd_stage_times(args) -> None:
+    from ..files import atomic_path
+    from ..summary import stage_figure, stage_table
+
+    stages, jobs = stage_table(args.benchmarks)
+    with atomic_path(args.out) as tmp:
+        stages.to_csv(tmp, index=False)
+    if args.out_jobs:
+        with atomic_path(args.out_jobs) as tmp:
+            jobs.to_csv(tmp, index=False)
+    if args.figure:
+        stage_figure(stages, args.figure)
+
+
 def register(sub) -> None:
     p = sub.add_parser("summary", help="table (and figure) over all subjects for the report")
     p.add_argument("--kind", choices=("registration", "covers", "encoder"), required=True)
@@ -105,3 +119,10 @@ def register(sub) -> None:
     p.add_argument("--out-iou", required=True)
     p.add_argument("--out-heatmap", required=True)
     p.set_defaults(func=cmd_learning_report)
+
+    p = sub.add_parser("stage-times", help="time and peak memory per stage from Snakemake's benchmark files")
+    p.add_argument("--benchmarks", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="per-stage table (.csv)")
+    p.add_argument("--out-jobs", help="per-job table (.csv)")
+    p.add_argument("--figure", help="bar charts (.png)")
+    p.set_defaults(func=cmd_stage_times)

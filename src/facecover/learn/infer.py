@@ -138,7 +138,9 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
 
     def fit_round(weights):
         nonlocal pose
-        fitted, z, pose = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior, pose=pose)
+        # once a pose is known one alignment step per round is enough: the rounds themselves iterate
+        fitted, z, pose = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior,
+                                           iterations=3 if pose is None else 1, pose=pose)
         offset = injured - fitted
         smooth = smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
         return fitted, z, np.linalg.norm(offset - smooth, axis=1)

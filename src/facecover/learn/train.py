@@ -28,6 +28,7 @@ class TrainSettings:
     batch_size: int = 50
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    patience: int = 10  # stop when the validation loss has not improved for this many epochs (0: never)
 
 
 def vertex_l1(pred, target, weights):
@@ -110,6 +111,8 @@ def train_mapping(net, decoder: dict, vertex_weights: np.ndarray, train: tuple, 
         if val_loss < best[0]:
             best = (val_loss, epoch, _copy_state(net))
         bar.set_postfix(train=f"{total / len(X):.3f}", val=f"{val_loss:.3f}", best=best[1])
+        if settings.patience and epoch - best[1] >= settings.patience:
+            break
     net.load_state_dict(best[2])
     net.cpu().eval()
     return history, best[1]
