@@ -42,4 +42,15 @@ for rule_log in results/logs/encoder.log results/logs/embed/subject01.log; do
   grep -H "no usable CUDA GPU (CUDA_VISIBLE_DEVICES='0'" "$work/$rule_log" | sed 's/^/[slurm-test]   /' \
     || { echo "[slurm-test] $rule_log: no CPU-fallback notice, so the job did not get the fake GPU"; exit 1; }
 done
+# the README's promise on a cluster: results/prints/subject07.stl plans through the same profile (dry run:
+# the whole learning chain is too long for CI), every job as an sbatch job of the slurm executor
+"$repo/.venv/bin/snakemake" -n results/prints/subject07.stl --snakefile "$repo/Snakefile" --directory "$work" \
+  --profile "$repo/.ci/slurm" --configfile "$repo/.test/slurm-config.yaml" > "$work/prints-dry-run.log" 2>&1 \
+  || { tail -n 40 "$work/prints-dry-run.log"; exit 1; }
+for rule in decoder base swav finetune evaluate_experiment_fit metrics_table infer watertight filling print; do
+  grep -qE "^rule $rule:" "$work/prints-dry-run.log" \
+    || { echo "[slurm-test] dry run of results/prints/subject07.stl does not plan rule $rule"; exit 1; }
+done
+grep -q "results/prints/subject07.stl" "$work/prints-dry-run.log" || { echo "[slurm-test] subject07's print not planned"; exit 1; }
+echo "[slurm-test] results/prints/subject07.stl plans through the SLURM profile: $(grep -cE '^rule ' "$work/prints-dry-run.log") jobs"
 echo "[slurm-test] OK: $submitted jobs through SLURM in $(( SECONDS - start )) s"

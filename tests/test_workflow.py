@@ -129,49 +129,91 @@ def test_data_rules_run_end_to_end(workdir):
         if shutil.which("prusa-slicer"):
             assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
 
+    # the learning stages: decoder, base model, SwAV, fine-tuning, evaluation table; covers from the reconstruction
+    table = pd.read_csv(workdir / "results/metrics/table.csv")
+    assert list(table.method) == ["nossl", "ssl20", "ssl100", "nossl+fit", "ssl20+fit", "ssl100+fit", "mean",
+                                  "injured", "completion", "meanface+fit"]
+    assert table.set_index("method").loc["nossl+fit", "wound_mae_mm"] < table.set_index("method").loc[
+        "injured", "wound_mae_mm"]
+    test_subjects = sorted(split.subject[split.set == "test"])
+    for s in test_subjects:
+        report = json.loads((workdir / f"results/prints/{s}.json").read_text())
+        assert report["reconstruction"]["split"] == "test" and report["cover"]["checks"]["fits_printer"]
+        assert (workdir / f"results/report/covers/{s}.html").read_text().count("webgl2") == 1
+    covers = pd.read_csv(workdir / "results/metrics/covers.csv")
+    assert list(covers.subject) == test_subjects + ["mean"] and covers.print_checks.all()
+    stages = pd.read_csv(workdir / "results/report/stages.csv")
+    assert {"ingest", "encoder", "finetune", "infer", "print"} <= set(stages.stage)
+
     # the HTML report builds, with the workflow's figures and tables
     res = run_snakemake(workdir, "--report", "results/report.html", config=config)
     assert res.returncode == 0, res.stderr[-2000:]
     html = (workdir / "results/report.html").read_text(errors="replace")
-    for text in ("Registration", "Covers", "Renders", "Identity encoder", "registration.csv", "covers_reference.csv",
-                 "encoder.csv"):
+    for text in ("Registration", "Covers", "Renders", "Identity encoder", "Learning", "Run time and memory",
+                 "registration.csv", "covers_reference.csv", "encoder.csv", "table.csv", "stages.csv", "covers.csv"):
         assert text in html
 
+    upstream = {"face_space", "pool", "synthetic_scan", "ingest", "split", "render_pool", "encoder", "decoder"}
+    printing = {"infer", "watertight", "filling", "print", "preview", "cover_accuracy", "stage_times", "all"}
     # nothing changed -> nothing to do
     assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
     # a scar parameter reruns scars and what depends on them, nothing upstream
     config["scars"]["depth_mm"] = [1.5, 4.0]
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"scars": 5, "render": 5, "contact_sheet": 5, "embed": 5, "encoder_summary": 1,
-                    "reference_filling": 5, "reference_print": 5, "reference_preview": 5, "covers_summary": 1,
-                    "all": 1}, plan
+    assert {"scars": 5, "render": 5, "contact_sheet": 5, "embed": 5, "reference_filling": 5, "reference_print": 5,
+            "swav": 2, "finetune": 3, "evaluate_baseline": 4}.items() <= plan.items(), plan
+    assert not upstream & set(plan) and "base" not in plan and "fit_noise" not in plan, plan
     # a render parameter reruns rendering (cohort and pool), not the scars
     config["scars"]["depth_mm"] = [1.0, 4.0]
     config["render"]["max_yaw_deg"] = 12.0
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"render": 5, "render_pool": 1, "contact_sheet": 5, "encoder": 1, "embed": 6,
-                    "encoder_summary": 1, "all": 1}, plan
-    # an embedding-cache setting reruns only the cache
+    assert {"render": 5, "render_pool": 1, "contact_sheet": 5, "encoder": 1, "embed": 6, "base": 1}.items() \
+        <= plan.items(), plan
+    assert "scars" not in plan and "reference_filling" not in plan, plan
+    # an embedding-cache setting reruns the cache and the learning, not the encoder
     config["render"]["max_yaw_deg"] = 15.0
     config["embed"]["augmentations"] = 3
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"embed": 6, "encoder_summary": 1, "all": 1}, plan
+    assert plan["embed"] == 6 and "encoder" not in plan and "render" not in plan, plan
     config["embed"]["augmentations"] = 2
+    # fine-tuning epochs rerun the fine-tuning, the evaluation and what uses the models, nothing upstream
+    config["finetune"]["epochs"] = 3
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert {"finetune": 3, "evaluate_experiment": 3, "evaluate_experiment_fit": 3, "metrics_table": 1}.items() \
+        <= plan.items(), plan
+    assert set(plan) <= {"finetune", "evaluate_experiment", "evaluate_experiment_fit", "metrics_table",
+                         "learning_report"} | printing, plan
+    config["finetune"]["epochs"] = 2
+    # a SwAV setting reruns SwAV, the two ssl fine-tunings and their evaluation, not nossl's
+    config["swav"]["temperature"] = 0.2
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert {"swav": 2, "finetune": 2, "evaluate_experiment": 2, "evaluate_experiment_fit": 2}.items() <= plan.items()
+    assert set(plan) <= {"swav", "finetune", "evaluate_experiment", "evaluate_experiment_fit", "metrics_table",
+                         "learning_report"} | printing, plan
+    config["swav"]["temperature"] = 0.1
+    # an inference setting reruns inference and the prints only
+    config["infer"]["view"] = "1"
+    plan = planned_rules(run_snakemake(workdir, "-n", config=config))
+    assert plan.get("infer") == len(test_subjects) and set(plan) <= printing, plan
+    config["infer"]["view"] = "0"
     # a printer setting reruns only the prints
     config["printer"]["nozzle_temperature_c"] = 215
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"reference_print": 5, "covers_summary": 1, "all": 1}, plan
+    assert plan == {"reference_print": 5, "covers_summary": 1, "print": len(test_subjects), "cover_accuracy": 1,
+                    "stage_times": 1, "all": 1}, plan
     config["printer"]["nozzle_temperature_c"] = 210
 
     # changing one stage's code reruns that stage (and what depends on it), nothing else
     with open(workdir / "src/facecover/printing.py", "a") as fh:
         fh.write("\n# a code change\n")
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
-    assert plan == {"reference_print": 5, "covers_summary": 1, "all": 1}, plan
+    assert plan == {"reference_print": 5, "covers_summary": 1, "print": len(test_subjects), "cover_accuracy": 1,
+                    "stage_times": 1, "all": 1}, plan
     assert run_snakemake(workdir, config=config).returncode == 0
 
     # a run killed mid-way resumes with --rerun-incomplete and redoes nothing it had finished
     config["render"]["size"] = 96
+    planned_before_kill = planned_rules(run_snakemake(workdir, "-n", config=config))
     cfg = workdir / "test-config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     log = workdir / "killed.log"
@@ -187,8 +229,8 @@ def test_data_rules_run_end_to_end(workdir):
     finished_before_kill = log.read_text().count("Finished jobid")
     assert finished_before_kill >= 2
     plan = planned_rules(run_snakemake(workdir, "-n", "--rerun-incomplete", config=config))
-    # render 5, render_pool 1, contact_sheet 5, encoder 1, embed 5 + pool 1, encoder_summary 1, all 1
-    assert sum(plan.values()) == 5 + 1 + 5 + 1 + 5 + 1 + 1 + 1 - finished_before_kill, (plan, finished_before_kill)
+    # what a new render size reruns (the dry run before the kill), less the jobs that finished before it
+    assert sum(plan.values()) == sum(planned_before_kill.values()) - finished_before_kill, (plan, finished_before_kill)
     assert run_snakemake(workdir, "--unlock", config=config).returncode == 0  # a SIGKILL leaves the lock
     res = run_snakemake(workdir, "--rerun-incomplete", config=config)
     assert res.returncode == 0, res.stderr[-2000:]

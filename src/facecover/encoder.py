@@ -117,9 +117,11 @@ def to_tensor_batch(faces: list[np.ndarray]) -> np.ndarray:
 
 # ------------------------------------------------------------ the bootstrap net
 
-def identity_network(width: int = 16, embedding_dim: int = EMBEDDING_DIM):
-    """A small ResNet (4 stages, one residual block each) in insightface's IResNet layout:
-    (N, 3, 112, 112) normalised RGB -> (N, embedding_dim) embedding (not normalised)."""
+def identity_network(width: int = 16, embedding_dim: int = EMBEDDING_DIM, blocks: tuple[int, ...] = (1, 1, 1, 1)):
+    """A ResNet in insightface's IResNet layout (4 stages of `blocks` residual blocks, `width` channels
+    doubling per stage): (N, 3, 112, 112) normalised RGB -> (N, embedding_dim) embedding (not normalised).
+    The bootstrap encoder is small (one block per stage, width 16); width 64 with blocks (3, 4, 14, 3) is
+    the IResNet-50 of insightface's w600k_r50."""
     import torch
     from torch import nn
 
@@ -138,8 +140,9 @@ def identity_network(width: int = 16, embedding_dim: int = EMBEDDING_DIM):
     widths = [width, 2 * width, 4 * width, 8 * width]
     layers = [nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0])]  # 56 px
     cin = widths[0]
-    for w in widths:                                             # 28, 14, 7, 4 px
+    for w, n in zip(widths, blocks):                             # 28, 14, 7, 4 px
         layers.append(Block(cin, w, 2))
+        layers += [Block(w, w, 1) for _ in range(n - 1)]
         cin = w
     side = 4
     layers += [nn.BatchNorm2d(cin), nn.Dropout(0.2), nn.Flatten(), nn.Linear(cin * side * side, embedding_dim),

@@ -155,9 +155,13 @@ def fit_noise_input(wildcards):
 
 
 def fit_args(wildcards, input):
-    if "fit_noise" not in input.keys():
-        return ""
-    return f"--fit-noise {input.fit_noise} --fit-settings {shlex.quote(FIT_SETTINGS)}"
+    return f"--fit-noise {input.fit_noise}" if "fit_noise" in input.keys() else ""
+
+
+def fit_settings_arg(wildcards):
+    """The fit's settings, for the methods that fit (a parameter, so that changing them reruns those only)."""
+    fits = wildcards.get("baseline", MEANFACE_FIT) == MEANFACE_FIT
+    return f"--fit-settings {shlex.quote(FIT_SETTINGS)}" if fits else ""
 
 
 def injured_mesh(wildcards):
@@ -201,7 +205,7 @@ def infer_source_args(wildcards, input):
         wound = f" --wound {input.wound}" if "wound" in input.keys() else ""
         return (f"--photo {shlex.quote(input.photo)} --encoder {input.encoder} --device {config['device']}"
                 f" --registration {input.registration}{wound}")
-    return f"--embeddings {input.embeddings} --image {config['patient_variant']}_{INFER['view']} --split {input.split}"
+    return f"--embeddings {input.embeddings} --split {input.split}"
 
 
 def all_benchmarks():

@@ -14,6 +14,7 @@ rule infer:
         code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo"),
     params:
         source=infer_source_args,
+        image=lambda wildcards: "" if wildcards.subject in PATIENTS else f"--image {config['patient_variant']}_{INFER['view']}",
         experiment=INFER["experiment"],
         experiments=" ".join(EXPERIMENTS),
         fit=FIT_SETTINGS,
@@ -26,7 +27,7 @@ rule infer:
     shell:
         "facecover infer --subject {wildcards.subject} --space {input.space} --decoder {input.decoder}"
         " --experiment {params.experiment} --experiments {params.experiments} --table {input.table}"
-        " --checkpoints-dir results/checkpoints {params.source} --injured {input.injured}"
+        " --checkpoints-dir results/checkpoints {params.source} {params.image} --injured {input.injured}"
         " --fit-noise {input.fit_noise} --fit-settings {params.fit:q}"
         " --out {output.mesh} --out-wound {output.wound} --report {output.report} 2> {log}"
 

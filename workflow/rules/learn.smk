@@ -181,6 +181,7 @@ rule evaluate_experiment:
         threshold=config["evaluate"]["wound_threshold_mm"],
         truth=TRUTH_ARG,
         fit="",
+        fit_settings="",
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -190,8 +191,8 @@ rule evaluate_experiment:
     shell:
         "facecover evaluate --method {wildcards.experiment} --checkpoint {input.checkpoint} --space {input.space} --decoder {input.decoder}"
         " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
-        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit} --out {output}"
-        " 2> {log}"
+        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit}"
+        " {params.fit_settings} --out {output} 2> {log}"
 
 
 rule evaluate_experiment_fit:
@@ -205,6 +206,7 @@ rule evaluate_experiment_fit:
         threshold=config["evaluate"]["wound_threshold_mm"],
         truth=TRUTH_ARG,
         fit=fit_args,
+        fit_settings=fit_settings_arg,
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -214,8 +216,8 @@ rule evaluate_experiment_fit:
     shell:
         "facecover evaluate --method {wildcards.experiment}+fit --checkpoint {input.checkpoint} --space {input.space} --decoder {input.decoder}"
         " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
-        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit} --out {output}"
-        " 2> {log}"
+        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit}"
+        " {params.fit_settings} --out {output} 2> {log}"
 
 
 rule evaluate_baseline:
@@ -228,6 +230,7 @@ rule evaluate_baseline:
         threshold=config["evaluate"]["wound_threshold_mm"],
         truth=TRUTH_ARG,
         fit=fit_args,
+        fit_settings=fit_settings_arg,
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -237,8 +240,8 @@ rule evaluate_baseline:
     shell:
         "facecover evaluate --method {wildcards.baseline:q} --space {input.space} --decoder {input.decoder}"
         " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
-        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit} --out {output}"
-        " 2> {log}"
+        " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit}"
+        " {params.fit_settings} --out {output} 2> {log}"
 
 
 METHODS = [*EXPERIMENTS, *(f"{e}+fit" for e in EXPERIMENTS), *BASELINES]
