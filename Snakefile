@@ -1,7 +1,11 @@
 # facecover workflow: face scans and photos -> printable wound covers.
 # Rules only wire files to `facecover <stage>` commands; algorithms live in src/facecover/.
 
+import sys
+
 from snakemake.utils import min_version, validate
+
+from facecover.config_check import config_problems
 
 min_version("9.0")
 
@@ -12,7 +16,11 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+_problems = config_problems(config, "workflow/schemas/config.schema.yaml")
+if _problems:
+    print("\n".join(f"facecover: config error: {p}" for p in _problems), file=sys.stderr)
+    sys.exit(1)
+validate(config, "workflow/schemas/config.schema.yaml")  # also fills in the schema's defaults
 
 
 envvars:

@@ -66,7 +66,7 @@ def main() -> None:
         truth = person_vertices(space, rng, with_detail=True)
         scan = trimesh.load(tmp / f"{name}.ply", process=False)
         start = time.perf_counter()
-        pose, _, _ = rigid_alignment(space, scan, np.random.default_rng(0), 1500, name)
+        pose, _, _, _ = rigid_alignment(space, scan, np.random.default_rng(0), 1500, name)
         source = trimesh.Trimesh(_apply(pose, space["vertices"]), space["faces"], process=False)
         warped = trimesh.registration.nricp_amberg(source, scan)
         base_seconds = time.perf_counter() - start

@@ -18,21 +18,76 @@ def test_registration_accuracy_against_truth(space, make_scan, subject):
     assert reg.vertices.shape == space["vertices"].shape
 
 
-def test_metre_scan_is_an_error_unless_units_allow_it(space, make_scan):
-    path, truth, _ = make_scan(scale=1e-3)
-    with pytest.raises(FacecoverError, match=rf"{path.name}.*metres"):
-        ingest_scan(path, space, units="mm")
-    reg = ingest_scan(path, space, units="auto")
-    assert reg.report["units_detected"] == "m"
-    assert np.linalg.norm(reg.vertices - truth, axis=1).mean() < 1.0
+@pytest.mark.parametrize("units, factor", [("m", 1e-3), ("cm", 0.1), ("in", 1 / 25.4), ("mm", 1.0)])
+def test_units_are_detected_and_wrong_units_refused(space, make_scan, units, factor):
+    from facecover.ingest import plausible_units, scan_units_scale
+
+    path, truth, _ = make_scan(subject="subject05", scale=factor)
+    scan = trimesh.load(path, process=False)
+    assert plausible_units(np.asarray(scan.vertices))[0] == units
+    assert scan_units_scale(np.asarray(scan.vertices), "auto")[1] == units
+    if units != "mm":  # "mm" still refuses a scan whose size says otherwise, naming the units that fit
+        with pytest.raises(FacecoverError, match=rf"{path.name}.*looks like {units}"):
+            ingest_scan(path, space, units="mm")
+    if units in ("cm", "in"):
+        reg = ingest_scan(path, space, units="auto")
+        assert reg.report["units_detected"] == units and reg.report["scale_to_mm"] == pytest.approx(1 / factor)
+        assert np.linalg.norm(reg.vertices - truth, axis=1).mean() < 1.0
 
 
-def test_sphere_is_not_a_face(space, tmp_path):
-    sphere = trimesh.creation.icosphere(subdivisions=5, radius=80.0)
-    path = tmp_path / "ball.ply"
-    sphere.export(path)
-    with pytest.raises(FacecoverError, match=r"ball\.ply.*(not look like a face|no face)"):
-        ingest_scan(path, space)
+NON_FACES = {
+    "ball": lambda: trimesh.creation.icosphere(subdivisions=5, radius=80.0),
+    "box": lambda: trimesh.creation.box(extents=(150.0, 150.0, 150.0)).subdivide().subdivide().subdivide(),
+    "torus": lambda: trimesh.creation.torus(major_radius=70.0, minor_radius=25.0, major_sections=96,
+                                            minor_sections=48),
+    "hand_blob": lambda: _blob(),  # hand-sized: 180 x 90 x 30 mm, lumpy
+}
+
+
+def _blob():
+    blob = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    v = blob.vertices * [90.0, 45.0, 15.0]
+    v += 4.0 * np.sin(v[:, [1]] / 9.0) * blob.vertex_normals
+    return trimesh.Trimesh(v, blob.faces, process=False)
+
+
+@pytest.mark.parametrize("name", list(NON_FACES))
+def test_non_faces_are_refused_with_the_reason(space, tmp_path, name):
+    path = tmp_path / f"{name}.ply"
+    NON_FACES[name]().export(path)
+    with pytest.raises(FacecoverError, match=rf"{name}\.ply: does not look like a face: .*(no face found|landmarks|"
+                                             rf"distance to the scan)"):
+        ingest_scan(path, space, units="auto")
+
+
+@pytest.fixture(scope="module")
+def heldout(space):
+    from facecover.heldout import heldout_suite
+
+    return {f.name: f for f in heldout_suite(space, seed=3, dense=())}
+
+
+@pytest.mark.parametrize("name", ["warp1", "parted_lips", "extended", "textured_obj", "quads_obj", "narrow"])
+def test_faces_outside_the_shape_space_are_accepted_and_corresponded(space, heldout, tmp_path, name):
+    """Faces not drawn from the shape space (other warps, cut lips, a scan reaching to the ears and neck,
+    other file formats) register: accepted, on the surface, landmarks and regions on the right anatomy."""
+    from facecover.heldout import write_face
+    from facecover.ingest import template_landmarks
+    from facecover.learn.evaluate import rigid_transform
+    from facecover.template import REGION_ID
+
+    face = heldout[name]
+    reg = ingest_scan(write_face(face, tmp_path), space)
+    to_scan = np.linalg.inv(reg.scan_to_canonical)
+    registered = reg.vertices @ to_scan[:3, :3].T + to_scan[:3, 3]
+    facial = space["regions"] != REGION_ID["other"]
+    R, t = rigid_transform(registered, face.truth, facial.astype(float))
+    err = np.linalg.norm(registered @ R.T + t - face.truth, axis=1)
+    assert err[facial].mean() < 1.8, err[facial].mean()
+    landmark_err = np.linalg.norm(template_landmarks(space, registered @ R.T + t)
+                                  - template_landmarks(space, face.truth), axis=1)
+    assert np.median(landmark_err) < 1.5 and landmark_err.max() < 4.0, (np.median(landmark_err), landmark_err.max())
+    assert reg.report["residuals"]["mean_surface_distance_mm"] < 0.25
 
 
 def test_bad_files_give_clear_errors_and_no_output(space_file, tmp_path, capsys):

@@ -4,7 +4,7 @@ Pipeline (all mm):
 
 1. `clean_scan` — largest connected component, no degenerate or duplicate
    triangles, no unreferenced vertices.
-2. `scan_units_scale` — metres vs millimetres from the mesh size.
+2. `scan_units_scale` — millimetres, centimetres, inches or metres from the mesh size.
 3. `initial_poses` — the scan's face-plane normal matched to the template's,
    in-plane rotations tried, each refined with trimesh's rigid ICP on
    subsampled points; the lowest residual wins.
@@ -16,9 +16,12 @@ Pipeline (all mm):
    matches), point-to-plane rows, a Gaussian prior relaxed from stiff to
    soft. Fitting a smooth, anatomically plausible space instead of free
    vertices keeps the template from sliding along the surface.
-6. `refine_along_normals` — detail the space cannot express: each template
-   vertex moves along its normal to the scan, as a Laplacian-smoothed scalar
-   field (no tangential motion, so no sliding).
+6. When the space explains the scan, `refine_along_normals` — detail the
+   space cannot express: each template vertex moves along its normal to the
+   scan, as a Laplacian-smoothed scalar field (no tangential motion, so no
+   sliding). When it does not (the fit stays far from the scan in places: a
+   face outside the space), `meshmonk_nonrigid` — MeshMonk's viscoelastic
+   registration with Cliniface's settings, onto the scan cropped to the face.
 
 The result is in template topology and canonical pose.
 """
@@ -50,8 +53,14 @@ class RegistrationSettings:
     refine_smoothness: float = 10.0
     point_weight: float = 0.3
     max_median_residual_mm: float = 1.5
-    max_shape_z2: float = 4.0  # mean squared standard-normal shape coefficient; faces of the space give ≈ 1
     min_inlier_fraction: float = 0.6
+    max_landmark_residual_mm: float = 8.0  # detected landmarks farther than this from a face's layout: not a face
+    nonrigid: str = "auto"       # auto: MeshMonk when the shape space does not explain the scan | meshmonk | shape
+    outside_space: float = 1.45  # auto: the refinement along the normals closing the fit's 95th-percentile
+                                 # distance by more than this many times the scan's noise level (the mean
+                                 # distance left after it) means the face lies outside the space
+    crop_mm: float = 12.0        # MeshMonk's target: the scan within this of the placed template (Cliniface)
+    max_fit_points: int = 60000  # larger scans are subsampled for the fit (the output stays in template topology)
     seed: int = 0
 
 
@@ -78,23 +87,41 @@ def clean_scan(mesh: trimesh.Trimesh, name: str = "scan") -> tuple[trimesh.Trime
     return mesh, {"before": before, "after": after}
 
 
-def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tuple[float, str]:
-    """Factor to millimetres and the detected unit ("mm" or "m").
+UNITS_MM = {"mm": 1.0, "cm": 10.0, "in": 25.4, "m": 1000.0}  # millimetres per unit
+TYPICAL_FACE_MM = 250.0  # bounding-box diagonal of a typical face scan
 
-    `units` is the config value: "mm" (expect mm; a metre-sized scan is an
-    error), "m" (convert) or "auto" (detect and convert).
+
+def plausible_units(vertices: np.ndarray) -> list[str]:
+    """Units in which the scan's size is a face's (FACE_SIZE_MM), most plausible first (closest, in ratio,
+    to a typical face scan's 250 mm diagonal)."""
+    diag = float(np.linalg.norm(np.ptp(vertices, axis=0)))
+    fits = [u for u, f in UNITS_MM.items() if FACE_SIZE_MM[0] <= diag * f <= FACE_SIZE_MM[1]]
+    return sorted(fits, key=lambda u: abs(np.log(diag * UNITS_MM[u] / TYPICAL_FACE_MM)))
+
+
+def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tuple[float, str]:
+    """Factor to millimetres and the unit it stands for.
+
+    `units` is the config value: "mm", "cm", "in" or "m" (a scan whose size says otherwise is an error
+    naming the units that would fit) or "auto" (the most plausible unit from the size; `ingest_scan` tries
+    the next one when the first does not register).
     """
     diag = float(np.linalg.norm(np.ptp(vertices, axis=0)))
-    detected = "m" if diag < 1.0 else "mm"
-    if units == "mm" and detected == "m":
-        raise FacecoverError(f"{name}: the scan is {diag:.3f} units across, which looks like metres, but "
-                             "scans.units is 'mm'; set scans.units to 'm' or 'auto' to convert")
-    scale = 1000.0 if (units == "m" or (units == "auto" and detected == "m")) else 1.0
-    size = diag * scale
+    candidates = plausible_units(vertices)
+    if units == "auto":
+        if not candidates:
+            raise FacecoverError(f"{name}: the scan is {diag:.3g} units across: not a face's size in mm, cm, inches "
+                                 "or metres")
+        return UNITS_MM[candidates[0]], candidates[0]
+    if units not in UNITS_MM:
+        raise FacecoverError(f"{name}: unknown units '{units}' (use {', '.join(UNITS_MM)} or auto)")
+    size = diag * UNITS_MM[units]
     if not FACE_SIZE_MM[0] <= size <= FACE_SIZE_MM[1]:
-        raise FacecoverError(f"{name}: the scan is {size:.1f} mm across; a face scan is "
-                             f"{FACE_SIZE_MM[0]:.0f}-{FACE_SIZE_MM[1]:.0f} mm (check its units)")
-    return scale, "m" if scale == 1000.0 else "mm"
+        hint = (f"; it looks like {' or '.join(candidates)}: set scans.units to that or 'auto'" if candidates
+                else "")
+        raise FacecoverError(f"{name}: the scan is {diag:.3g} units across, {size:.1f} mm if in {units}; a face scan "
+                             f"is {FACE_SIZE_MM[0]:.0f}-{FACE_SIZE_MM[1]:.0f} mm{hint}")
+    return UNITS_MM[units], units
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -157,7 +184,8 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray) -> np.n
     """Registration landmarks (l, 3) on the scan, in scan coordinates (NaN where not found), or None without a face.
 
     The scan is brought to canonical pose with the rigid estimate, rendered
-    frontally, MediaPipe finds the landmarks, and each is back-projected onto
+    frontally (normals smoothed over 1 mm, so a dense scan whose triangles are smaller than its noise
+    shades like any other), MediaPipe finds the landmarks, and each is back-projected onto
     the scan surface by ray casting.
     """
     from .render import DEFAULT_LIGHTS, Scene, frontal_camera
@@ -167,7 +195,7 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray) -> np.n
     canonical = _apply(inv, np.asarray(scan.vertices))
     tv = space["vertices"]
     camera = frontal_camera(tv.mean(axis=0), 1.15 * max(np.ptp(tv[:, 0]), np.ptp(tv[:, 1])), 512)
-    scene = Scene(canonical, np.asarray(scan.faces))
+    scene = Scene(canonical, np.asarray(scan.faces), normal_smoothing_mm=1.0)  # shading alike at any density
     pixels = detect_image_landmarks(scene.render(camera, DEFAULT_LIGHTS))
     if pixels is None:
         return None
@@ -184,13 +212,15 @@ def template_landmarks(space: dict, V: np.ndarray) -> np.ndarray:
 
 
 def rigid_alignment(space: dict, scan: trimesh.Trimesh, rng: np.random.Generator, n_points: int,
-                    name: str = "scan") -> tuple[np.ndarray, np.ndarray, float]:
-    """Template→scan 4×4 pose from landmarks, the scan landmarks (l, 3) and the ICP rms (mm).
+                    name: str = "scan", good_residual_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Template→scan 4×4 pose from landmarks, the scan landmarks (l, 3), the ICP rms (mm) and the median
+    landmark residual of the pose (mm).
 
-    Renders the scan in each of the best surface-ICP orientations; MediaPipe
+    Renders the scan in the best surface-ICP orientations, best first; MediaPipe
     may find a face even in a render turned by 90°, so every orientation in
     which it finds one is aligned by its landmarks (trimmed Kabsch) and the
-    one whose landmarks fit the template best wins.
+    one whose landmarks fit the template best wins. An orientation whose
+    landmarks fit within `good_residual_mm` ends the search.
     """
     candidates = initial_poses(space["vertices"], np.asarray(scan.vertices), rng, n_points)
     best = None
@@ -201,10 +231,12 @@ def rigid_alignment(space: dict, scan: trimesh.Trimesh, rng: np.random.Generator
         lm_pose, residual = landmark_pose(space, landmarks)
         if best is None or residual < best[0]:
             best = (residual, lm_pose, landmarks, rigid_rms)
+        if residual < good_residual_mm:
+            break
     if best is None:
         raise FacecoverError(f"{name}: does not look like a face: no face found in frontal renders of the scan "
                              f"in its {len(candidates)} best rigid alignments to the template")
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[0]
 
 
 def _twist_pose(x: np.ndarray, pose0: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -321,29 +353,95 @@ def surface_residuals(vertices: np.ndarray, scan_points: np.ndarray, scan_normal
     }
 
 
+def meshmonk_nonrigid(space: dict, start: np.ndarray, scan_v: np.ndarray, scan_f: np.ndarray,
+                      crop_mm: float = 12.0, max_target_vertices: int = 40000) -> np.ndarray:
+    """MeshMonk's viscoelastic non-rigid registration of the template placed at `start` (n, 3) onto a scan
+    (mm, same frame), with Cliniface's settings (`autofacemonker._register.CLINIFACE_NONRIGID`, 80
+    iterations). As Cliniface does, the target is first cropped to the scan within `crop_mm` of the placed
+    template, so ears, neck, hair and shoulders do not pull the face's rim; a large target is simplified
+    (vertex clustering) to about `max_target_vertices`. Returns the registered vertices (n, 3)."""
+    import meshmonk
+    from autofacemonker._register import CLINIFACE_NONRIGID
+
+    near = cKDTree(start).query(scan_v, distance_upper_bound=crop_mm)[0] < crop_mm
+    keep = near[scan_f].all(axis=1)
+    if keep.sum() < len(space["faces"]) // 4:
+        raise FacecoverError("too little of the scan lies near the placed template for the non-rigid step")
+    from .meshtools import compact
+
+    v, f, _ = compact(scan_v, scan_f[keep])
+    if len(v) > max_target_vertices:
+        import open3d as o3d
+
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
+        area = float(trimesh.triangles.area(v[f]).sum())
+        voxel = np.sqrt(2.0 * area / (np.sqrt(3.0) * max_target_vertices))
+        mesh = mesh.simplify_vertex_clustering(voxel_size=voxel)
+        mesh.remove_degenerate_triangles()
+        mesh.remove_unreferenced_vertices()
+        v, f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    result = meshmonk.nonrigid_register(
+        floating_features=np.column_stack([start, vertex_normals(start, space["faces"])]),
+        target_features=np.column_stack([v, vertex_normals(v, f)]),
+        floating_faces=np.asarray(space["faces"]), target_faces=np.asarray(f), num_iterations=80,
+        **CLINIFACE_NONRIGID)
+    return np.asarray(result.aligned_vertices, np.float64)
+
+
 def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: RegistrationSettings = RegistrationSettings(),
                               name: str = "scan") -> Registration:
-    """Register the shape-space template to a cleaned scan in mm; output in canonical pose."""
+    """Register the template to a cleaned scan in mm; output in template topology and canonical pose.
+
+    Rigid start (surface ICP + MediaPipe landmarks), then the shape-space fit, refined along its normals.
+    When that refinement has little to do (it closes the fit's 95th-percentile distance to the scan by at
+    most `outside_space` times the scan's noise level, the mean distance left after it) the shape space
+    explains the face and its correspondence holds. Otherwise the face lies outside the space (a real person's face
+    often does: broad warps, an open mouth), the space's fit misplaces features to explain the surface, and
+    MeshMonk's non-rigid registration takes the template mean from the fitted pose onto the scan (cropped
+    to the face) instead. A scan is refused as "not a face" only on evidence: no face in its renders, landmarks that do not form a face, or a registered template
+    that does not lie on the scan.
+    """
     t0 = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
-    P = np.asarray(scan.vertices, np.float64)
-    Pn = vertex_normals(P, np.asarray(scan.faces))
-    boundary = boundary_vertex_mask(np.asarray(scan.faces), len(P))
-    pose, landmarks, rigid_rms = rigid_alignment(space, scan, rng, settings.rigid_points, name)
+    faces_scan = np.asarray(scan.faces)
+    P_all = np.asarray(scan.vertices, np.float64)
+    Pn_all = vertex_normals(P_all, faces_scan)
+    boundary_all = boundary_vertex_mask(faces_scan, len(P_all))
+    fit_ids = np.arange(len(P_all))
+    if len(P_all) > settings.max_fit_points:  # a dense scan: fit on a random subset (mm-spaced points suffice)
+        fit_ids = np.sort(rng.choice(len(P_all), settings.max_fit_points, replace=False))
+    P, Pn, boundary = P_all[fit_ids], Pn_all[fit_ids], boundary_all[fit_ids]
+    pose, landmarks, rigid_rms, landmark_residual = rigid_alignment(space, scan, rng, settings.rigid_points, name)
+    if landmark_residual > settings.max_landmark_residual_mm:
+        raise FacecoverError(f"{name}: does not look like a face: the landmarks found in its renders lie "
+                             f"{landmark_residual:.1f} mm (median) from a face's layout (limit "
+                             f"{settings.max_landmark_residual_mm} mm)")
     t_rigid = time.perf_counter()
     z, pose = fit_shape_space(space, P, boundary, pose, settings)
     t_fit = time.perf_counter()
     inv = np.linalg.inv(pose)
     Pc, Pnc = _apply(inv, P), Pn @ inv[:3, :3].T
     V = space["vertices"] + np.tensordot(z * space["sigma"], space["basis"].astype(np.float64), axes=1)
-    V = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
+    shape_fit = surface_residuals(V, Pc, Pnc, boundary)
+    refined = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
+    refined_fit = surface_residuals(refined, Pc, Pnc, boundary)
+    gain = shape_fit["p95_surface_distance_mm"] - refined_fit["p95_surface_distance_mm"]
+    noise = max(refined_fit["mean_surface_distance_mm"], 0.01)  # what is left: the scanner's noise
+    nonrigid = settings.nonrigid
+    if nonrigid == "auto":
+        nonrigid = "meshmonk" if gain / noise > settings.outside_space else "shape"
+    if nonrigid == "meshmonk":
+        # from the template mean in the fitted pose: a fit that cannot explain the face would misplace its
+        # features, and MeshMonk's coarse-to-fine schedule finds them better from the mean
+        try:
+            warped = meshmonk_nonrigid(space, _apply(pose, space["vertices"]), P_all, faces_scan, settings.crop_mm)
+        except FacecoverError as exc:
+            raise FacecoverError(f"{name}: does not look like a face: {exc}") from None
+        V = _apply(inv, warped)
+    else:
+        V = refined
     t_end = time.perf_counter()
     residuals = surface_residuals(V, Pc, Pnc, boundary)
-    z2 = float(np.mean(z**2))
-    if z2 > settings.max_shape_z2:
-        raise FacecoverError(
-            f"{name}: does not look like a face: fitting it needs an implausible face shape (mean squared "
-            f"shape coefficient {z2:.1f}, limit {settings.max_shape_z2}; faces give about 1)")
     if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
             or residuals["inlier_fraction"] < settings.min_inlier_fraction):
         raise FacecoverError(
@@ -353,30 +451,52 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
             f"{100 * settings.min_inlier_fraction:.0f} %)")
     report = {
         "residuals": residuals,
+        "nonrigid": "MeshMonk (the shape space did not explain the scan)" if nonrigid == "meshmonk"
+                    else "shape space + refinement along the normals",
+        "shape_fit_residuals": shape_fit,
+        "refinement_gain_p95_mm": gain,
+        "refined_mean_surface_distance_mm": noise,
+        "refinement_gain_over_noise": gain / noise,
         "rigid_initial_rms_mm": rigid_rms,
         "landmarks_found": int(np.isfinite(landmarks).all(axis=1).sum()),
-        "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, _apply(pose, V)) - landmarks, axis=1)),
-        "shape_mean_z2": z2,
+        "landmark_residual_rigid_mm": landmark_residual,
+        "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, _apply(pose, V)) - landmarks,
+                                                              axis=1)),
+        "shape_mean_z2": float(np.mean(z**2)),
         "shape_coefficients": z.tolist(),
-        "seconds": {"rigid": t_rigid - t0, "shape_fit": t_fit - t_rigid, "refine": t_end - t_fit, "total": t_end - t0},
+        "fit_points": int(len(fit_ids)),
+        "seconds": {"rigid": t_rigid - t0, "shape_fit": t_fit - t_rigid, "nonrigid": t_end - t_fit,
+                    "total": t_end - t0},
     }
     return Registration(V, inv, report)
 
 
 def ingest_scan(path, space: dict, units: str = "mm", settings: RegistrationSettings = RegistrationSettings()) -> Registration:
-    """Load, clean, check units and register one raw scan file."""
+    """Load, clean, check units and register one raw scan file. With `units="auto"` the most plausible
+    unit is tried first, the next when the scan does not register as a face in it."""
     from .files import load_mesh
 
     t0 = time.perf_counter()
     name = str(path)
     mesh = load_mesh(path)
     mesh, cleaning = clean_scan(mesh, name)
-    scale, detected = scan_units_scale(np.asarray(mesh.vertices), units, name)
     if len(mesh.faces) < 500:
         raise FacecoverError(f"{name}: only {len(mesh.faces)} triangles after cleaning; too few for a face scan")
-    mesh.vertices = mesh.vertices * scale
-    reg = register_template_to_scan(space, mesh, settings, name)
-    reg.report = {"scan": name, "units_detected": detected, "scale_to_mm": scale, "cleaning": cleaning,
-                  **reg.report, "scan_to_canonical": reg.scan_to_canonical.tolist()}
-    reg.report["seconds"]["with_io"] = time.perf_counter() - t0
-    return reg
+    raw = np.asarray(mesh.vertices, np.float64).copy()
+    tried = [scan_units_scale(raw, units, name)[1]]
+    if units == "auto":
+        tried = plausible_units(raw)
+    failure = None
+    for unit in tried:
+        mesh.vertices = raw * UNITS_MM[unit]
+        try:
+            reg = register_template_to_scan(space, mesh, settings, name)
+        except FacecoverError as exc:
+            failure = failure or exc
+            continue
+        reg.report = {"scan": name, "units_detected": unit, "units_tried": tried[:tried.index(unit) + 1],
+                      "scale_to_mm": UNITS_MM[unit], "cleaning": cleaning, **reg.report,
+                      "scan_to_canonical": reg.scan_to_canonical.tolist()}
+        reg.report["seconds"]["with_io"] = time.perf_counter() - t0
+        return reg
+    raise failure

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meshtools import raycasting_scene, vertex_normals
+from .meshtools import raycasting_scene, smoothed_normals, vertex_normals
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,14 @@ def project(camera: Camera, points: np.ndarray) -> np.ndarray:
 class Scene:
     """A triangle mesh loaded once into Open3D's ray caster; render many views of it."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, normal_smoothing_mm: float = 0.0):
+        """`normal_smoothing_mm` > 0 shades with normals diffused over about that distance, so a dense,
+        noisy scan (triangles smaller than its noise) renders as smoothly as a coarse one."""
         self.vertices = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self._scene = raycasting_scene(self.vertices, self.faces)
-        self.vertex_normals = vertex_normals(self.vertices, self.faces)
+        self.vertex_normals = (smoothed_normals(self.vertices, self.faces, normal_smoothing_mm)
+                               if normal_smoothing_mm > 0 else vertex_normals(self.vertices, self.faces))
 
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
         """Cast one ray per pixel; returns hit distance, triangle id and barycentrics (H, W)."""

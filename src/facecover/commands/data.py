@@ -114,7 +114,7 @@ def register(sub) -> None:
     p = sub.add_parser("ingest", help="clean a raw scan and register the template to it")
     p.add_argument("--space", required=True)
     p.add_argument("--scan", required=True)
-    p.add_argument("--units", choices=("mm", "m", "auto"), default="mm")
+    p.add_argument("--units", choices=("mm", "cm", "in", "m", "auto"), default="mm")
     p.add_argument("--settings", help="JSON object of registration settings (config 'registration' block)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truth", help="true vertices (.npz) to report vertex errors against (synthetic data only)")
