@@ -32,6 +32,8 @@ bench: install
 	$(BIN)/python bench/ingest_time.py
 	$(BIN)/python bench/scars_render.py
 	$(BIN)/python bench/covers.py
+	$(BIN)/python bench/registration.py
+	$(BIN)/python bench/mutations.py
 
 clean:
 	rm -rf results .snakemake

@@ -47,6 +47,12 @@ def test_arcface_margin_only_on_the_true_class():
     true = torch.zeros_like(cos, dtype=torch.bool).scatter(1, y[:, None], True)
     assert torch.allclose(with_margin[~true], plain[~true])
     assert (with_margin[true] < plain[true]).all()  # the margin makes the true class harder
+    # ArcFace's additive *angular* margin: s * cos(theta + m) on the true class (a CosFace-style
+    # s * (cos(theta) - m) or a multiplicative margin gives other values)
+    theta = torch.acos(cos[true].clamp(-1, 1))
+    assert (theta + 0.3 < torch.pi).all()
+    assert torch.allclose(with_margin[true], 10 * torch.cos(theta + 0.3), atol=1e-4)
+    assert not torch.allclose(with_margin[true], 10 * (cos[true] - 0.3), atol=1e-2)
 
 
 def test_crops_and_augmentation(pool_renders):

@@ -212,7 +212,24 @@ def stage_table(benchmarks: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFram
                                        seconds_mean=("seconds", "mean"), seconds_max=("seconds", "max"),
                                        max_rss_mb_mean=("max_rss_mb", "mean"), max_rss_mb_max=("max_rss_mb", "max"))
     stages = stages.sort_values("seconds_total", ascending=False).reset_index()
+    stages["profile_mem_mb"] = profile_mem_mb(stages["max_rss_mb_max"])
+    stages["profile_runtime_min"] = profile_runtime_min(stages["seconds_max"])
     return stages.round(2), jobs.round(3)
+
+
+MEM_HEADROOM, MEM_EXTRA_MB = 1.5, 500  # cluster memory: 1.5x the largest job's peak + 500 MB, in steps of 500 MB
+TIME_HEADROOM, TIME_MIN = 5.0, 5  # cluster wall time: 5x the longest job (slower, shared nodes), >= 5 minutes
+
+
+def profile_mem_mb(max_rss_mb):
+    """Cluster `mem_mb` for a stage from its largest measured peak memory (MB)."""
+    need = np.nan_to_num(np.asarray(max_rss_mb, float), nan=1000.0) * MEM_HEADROOM + MEM_EXTRA_MB
+    return (np.ceil(need / 500.0) * 500).astype(int)
+
+
+def profile_runtime_min(seconds_max):
+    """Cluster `runtime` (minutes) for a stage from its longest measured job (s)."""
+    return np.maximum(TIME_MIN, np.ceil(np.asarray(seconds_max, float) * TIME_HEADROOM / 60.0)).astype(int)
 
 
 def stage_figure(stages: pd.DataFrame, out) -> None:

@@ -1,0 +1,139 @@
+"""Mutation checks: the tests that guard a patient's cover must fail when the code they guard is broken.
+
+Each mutant replaces one function with a deliberately broken variant (a half-thickness cover, a 2 px
+landmark shift, a scar pushed along x instead of the normal, seeds from Python's per-process `hash()`,
+a config check that falls back to the schema dump) in *every* Python process of the test run — pytest
+and the `facecover`/`snakemake` commands it starts — through a `sitecustomize` module on PYTHONPATH.
+The run first checks that the tests pass unmutated, then that each mutant makes them fail.
+
+    .venv/bin/python bench/mutations.py [--only landmark_shift_2px,cover_half_thickness]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# mutant: (tests that must catch it, what is broken)
+MUTANTS = {
+    "cover_half_thickness": ("tests/test_cover_geometry.py", "cover walls built at half the thickness"),
+    "cover_thicker": ("tests/test_cover_geometry.py", "cover walls 50 % thicker"),
+    "cover_shifted_outer": ("tests/test_cover_geometry.py", "outer surface shifted 0.3 mm up"),
+    "landmark_shift_2px": ("tests/test_render.py", "render landmarks shifted 2 px to the right"),
+    "landmark_scale_15pct": ("tests/test_render.py", "render landmarks scaled 15 % about the image centre"),
+    "scar_along_x": ("tests/test_scars.py", "scars displaced along x instead of the normal"),
+    "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
+    "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
+                           "config errors left to the validator (the schema dump)"),
+}
+
+
+def apply(name: str) -> None:
+    """Install mutant `name` (called from sitecustomize in every process of a mutation run)."""
+    import numpy as np
+
+    if name.startswith("cover_"):
+        import facecover.filling as filling
+
+        original = filling.thickened_patch
+
+        def thickened_patch(inner, outer, faces):
+            if name == "cover_half_thickness":
+                outer = inner + 0.5 * (outer - inner)
+            elif name == "cover_thicker":
+                outer = inner + 1.5 * (outer - inner)
+            else:
+                outer = outer + np.array([0.0, 0.0, 0.3])
+            return original(inner, outer, faces)
+
+        filling.thickened_patch = thickened_patch
+    elif name.startswith("landmark_"):
+        import facecover.render as render
+
+        original = render.project
+
+        def project(camera, points):
+            px = original(camera, points)
+            if name == "landmark_shift_2px":
+                return px + np.array([2.0, 0.0])
+            centre = np.array([camera.width, camera.height]) / 2.0
+            return centre + 1.15 * (px - centre)
+
+        render.project = project
+    elif name == "scar_along_x":
+        import facecover.scars as scars
+
+        original = scars.simulate_scars
+
+        def simulate_scars(face, rng, *args, **kwargs):
+            result = original(face, rng, *args, **kwargs)
+            result["vertices"] = face.vertices + result["displacement"][:, None] * np.array([1.0, 0.0, 0.0])
+            return result
+
+        scars.simulate_scars = simulate_scars
+    elif name == "hash_seeded_rng":
+        import facecover.cohort as cohort
+
+        def person_rng(seed, population, name_):
+            return np.random.default_rng([int(seed), hash(population) % 2**32, hash(name_) % 2**32])
+
+        cohort.person_rng = person_rng
+    elif name == "config_schema_dump":
+        import facecover.config_check as config_check
+
+        config_check.config_problems = lambda config, schema_path: []
+    else:
+        raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
+
+
+def run_tests(tests: str, mutant: str | None, site: Path) -> tuple[int, float, str]:
+    env = dict(os.environ)
+    env.pop("FACECOVER_MUTANT", None)
+    if mutant:
+        env.update(FACECOVER_MUTANT=mutant, PYTHONPATH=f"{site}{os.pathsep}{env.get('PYTHONPATH', '')}")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    summary = (done.stdout.strip().splitlines() or [""])[-1]
+    return done.returncode, time.perf_counter() - t0, summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated mutants")
+    args = ap.parse_args()
+    names = args.only.split(",") if args.only else list(MUTANTS)
+    site = Path(tempfile.mkdtemp(prefix="facecover-mutants-"))
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "if os.environ.get('FACECOVER_MUTANT'):\n"
+        "    import mutations\n"
+        "    mutations.apply(os.environ['FACECOVER_MUTANT'])\n")
+    rows, ok = [], True
+    for tests in dict.fromkeys(MUTANTS[n][0] for n in names):
+        code, seconds, summary = run_tests(tests, None, site)
+        print(f"unmutated  {tests}: {'pass' if code == 0 else 'FAIL'} ({seconds:.0f} s; {summary})", flush=True)
+        ok &= code == 0
+    for name in names:
+        tests, what = MUTANTS[name]
+        code, seconds, summary = run_tests(tests, name, site)
+        # caught = a test *failed* (an assertion), not an error while collecting or setting up
+        caught = code == 1 and " failed" in summary and " error" not in summary
+        ok &= caught
+        rows.append((name, what, tests, "caught" if caught else "MISSED", seconds))
+        print(f"{name:22s} {'caught' if caught else 'MISSED'} by {tests} ({seconds:.0f} s; {summary}): {what}",
+              flush=True)
+    print(f"\n{sum(r[3] == 'caught' for r in rows)}/{len(rows)} mutants caught")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
