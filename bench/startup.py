@@ -38,6 +38,13 @@ BEFORE = "7b87e30"  # last commit before imports were cut (lazy trimesh/Open3D/t
 SKIP_RULES = {"stage_times"}  # reads every benchmark record: not one stage's start-up
 
 
+def recorded_seconds(rule: str) -> float | None:
+    """The longest wall time (s) Snakemake recorded for the rule's jobs (results/benchmarks)."""
+    times = [float(p.read_text().splitlines()[-1].split("\t")[0])
+             for p in (ROOT / "results" / "benchmarks" / rule).glob("*.tsv")]
+    return max(times) if times else None
+
+
 def jobs_by_rule() -> dict[str, dict]:
     """One recorded job per rule: its shell command and all its output files (from Snakemake's metadata)."""
     jobs: dict[str, dict] = {}
@@ -134,9 +141,15 @@ def run_job(work: Path, job: dict, repeat: int) -> dict:
 
 
 def before_import_seconds(tree: Path, modules: list[str], repeat: int) -> float | None:
-    """Import time (s) of `facecover.cli` and the given modules in another source tree (those it has)."""
-    present = ["facecover.cli"] + [m for m in modules if (tree / "src" / (m.replace(".", "/") + ".py")).exists()
-                                   or (tree / "src" / m.replace(".", "/") / "__init__.py").exists()]
+    """Import time (s) of `facecover.cli` and the given modules in another source tree; None when the tree
+    lacks one of them (the stage did not exist there)."""
+    def exists(m):
+        return ((tree / "src" / (m.replace(".", "/") + ".py")).exists()
+                or (tree / "src" / m.replace(".", "/") / "__init__.py").exists())
+
+    if not all(exists(m) for m in modules):
+        return None
+    present = ["facecover.cli"] + list(modules)
     code = "; ".join(f"import {m}" for m in dict.fromkeys(present))
     best = None
     for _ in range(repeat):
@@ -154,11 +167,17 @@ def main() -> None:
     ap.add_argument("--before", default=BEFORE, help="git ref to compare import times with")
     ap.add_argument("--rules", help="comma-separated rules (default: all that ran)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
+    ap.add_argument("--max-seconds", type=float, default=15.0,
+                    help="skip stages whose recorded jobs took longer (start-up is a small part of them)")
     args = ap.parse_args()
 
     jobs = jobs_by_rule()
     if args.rules:
         jobs = {r: j for r, j in jobs.items() if r in args.rules.split(",")}
+    else:
+        long = sorted(r for r in jobs if (recorded_seconds(r) or 0.0) > args.max_seconds)
+        print(f"skipped (recorded jobs over {args.max_seconds:.0f} s): {', '.join(long)}")
+        jobs = {r: j for r, j in jobs.items() if r not in long}
     before_tree = Path(tempfile.mkdtemp(prefix="facecover-before-")) / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "-q", str(before_tree), args.before], cwd=ROOT, check=True)
     work = scratch_tree()
@@ -176,6 +195,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=ROOT, check=False)
+    print("(before = nan: the stage did not exist at that commit)")
     table = pd.DataFrame(rows)[["stage", "wall_s", "import_s", "work_s", "before_import_s", "target_met"]]
     print(f"\nstart-up per stage (fastest of {args.repeat}; before = {args.before}); target: import <= 0.5 s where "
           "work < 1 s")

@@ -281,8 +281,6 @@ def verification_figures(embeddings: np.ndarray, identities: np.ndarray) -> dict
     """Face verification over all image pairs: mean cosine of same/different-identity pairs, ROC AUC
     (chance that a same pair is more similar than a different pair; 0.5 = chance) and rank-1
     identification (each image's most similar other image shows the same identity)."""
-    from scipy.stats import rankdata
-
     e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     sim = e @ e.T
     iu = np.triu_indices(len(e), 1)
@@ -291,7 +289,11 @@ def verification_figures(embeddings: np.ndarray, identities: np.ndarray) -> dict
     n_same, n_diff = int(same.sum()), int((~same).sum())
     if not n_same or not n_diff:
         raise FacecoverError("verification needs at least two identities, one of them with two images")
-    auc = (rankdata(s)[same].sum() - n_same * (n_same + 1) / 2) / (n_same * n_diff)
+    # Mann-Whitney: ranks of the similarities, ties sharing their average rank (as scipy's rankdata,
+    # whose module alone takes 0.6 s to import)
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+    auc = (ranks[same].sum() - n_same * (n_same + 1) / 2) / (n_same * n_diff)
     np.fill_diagonal(sim, -np.inf)
     rank1 = float((identities[sim.argmax(1)] == identities).mean())
     return {"cosine_same": float(s[same].mean()), "cosine_different": float(s[~same].mean()),
