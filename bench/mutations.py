@@ -29,6 +29,9 @@ MUTANTS = {
     "landmark_shift_2px": ("tests/test_render.py", "render landmarks shifted 2 px to the right"),
     "landmark_scale_15pct": ("tests/test_render.py", "render landmarks scaled 15 % about the image centre"),
     "scar_along_x": ("tests/test_scars.py", "scars displaced along x instead of the normal"),
+    "embedding_rows_swapped": ("tests/test_encoder.py", "augmented rows of the embedding cache shifted by one image"),
+    "encoder_untrained": ("tests/test_encoder.py", "the encoder's training loop skipped (learning rate 0)"),
+    "arcface_cosface_margin": ("tests/test_encoder.py", "CosFace margin s*(cos(theta) - m) instead of ArcFace's"),
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
@@ -78,6 +81,38 @@ def apply(name: str) -> None:
             return result
 
         scars.simulate_scars = simulate_scars
+    elif name == "embedding_rows_swapped":
+        import facecover.embed as embed
+
+        original = embed.embed_renders
+
+        def embed_renders(*args, **kwargs):
+            cache = original(*args, **kwargs)
+            cache["augmented"] = np.roll(cache["augmented"], 1, axis=0)
+            return cache
+
+        embed.embed_renders = embed_renders
+    elif name == "encoder_untrained":
+        import dataclasses
+
+        import facecover.encoder as encoder
+
+        original = encoder.train_identity_encoder
+
+        def train_identity_encoder(renders, settings, *args, **kwargs):
+            return original(renders, dataclasses.replace(settings, learning_rate=0.0), *args, **kwargs)
+
+        encoder.train_identity_encoder = train_identity_encoder
+    elif name == "arcface_cosface_margin":
+        import facecover.encoder as encoder
+
+        def arcface_logits(embeddings, weight, labels, scale, margin):
+            import torch.nn.functional as F
+
+            cos = F.linear(F.normalize(embeddings), F.normalize(weight))
+            return scale * (cos - margin * F.one_hot(labels, cos.shape[1]))
+
+        encoder.arcface_logits = arcface_logits
     elif name == "hash_seeded_rng":
         import facecover.cohort as cohort
 

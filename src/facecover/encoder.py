@@ -266,7 +266,7 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
                 and max(seps[-settings.patience:]) < max(seps[:-settings.patience]) + settings.plateau_delta):
             break
     net = net.cpu().eval()
-    report = {"identities_train": len(train_names), "identities_heldout": len(val_names),
+    report = {"identities_train": len(train_names), "identities_heldout": len(val_names), "heldout_names": val_names,
               "images_train": len(samples), "settings": asdict(settings), "seed": seed, "device": str(device),
               "train_seconds": round(time.perf_counter() - start, 1), "epochs_trained": len(history),
               "stopped_early": len(history) < settings.epochs, "history": history}
