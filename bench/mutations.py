@@ -32,6 +32,9 @@ MUTANTS = {
     "embedding_rows_swapped": ("tests/test_encoder.py", "augmented rows of the embedding cache shifted by one image"),
     "encoder_untrained": ("tests/test_encoder.py", "the encoder's training loop skipped (learning rate 0)"),
     "arcface_cosface_margin": ("tests/test_encoder.py", "CosFace margin s*(cos(theta) - m) instead of ArcFace's"),
+    "flame_branch_off": ("tests/test_covers.py -k flame", "FLAME eyeball handling never recognises a FLAME head"),
+    "fit_test_face_unchecked": ("tests/test_covers.py -k print_cli", "the fit-test face is not checked against the bed"),
+    "scan_offset_1mm": ("tests/test_cohort.py", "synthetic scans 1 mm off the true surface"),
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
@@ -113,6 +116,31 @@ def apply(name: str) -> None:
             return scale * (cos - margin * F.one_hot(labels, cos.shape[1]))
 
         encoder.arcface_logits = arcface_logits
+    elif name == "flame_branch_off":
+        import facecover.watertight as watertight
+
+        watertight.FLAME_VERTICES = -1
+    elif name == "fit_test_face_unchecked":
+        import facecover.printing as printing
+
+        original = printing.check_printable
+
+        def check_printable(vertices, faces, printer, min_thickness_mm, name="part"):
+            if "fit-test face" in name:
+                return {"fits_printer": True}
+            return original(vertices, faces, printer, min_thickness_mm, name=name)
+
+        printing.check_printable = check_printable
+    elif name == "scan_offset_1mm":
+        import facecover.cohort as cohort
+
+        original = cohort.synthetic_scan
+
+        def synthetic_scan(*args, **kwargs):
+            v, f, pose = original(*args, **kwargs)
+            return v + pose[:3, 2], f, pose  # 1 mm along the face's forward axis
+
+        cohort.synthetic_scan = synthetic_scan
     elif name == "hash_seeded_rng":
         import facecover.cohort as cohort
 

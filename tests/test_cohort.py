@@ -19,8 +19,10 @@ def test_scan_is_scanner_like(space, make_scan):
     loops = trimesh.graph.connected_components(scan.edges_sorted[trimesh.grouping.group_rows(scan.edges_sorted, require_count=1)])
     assert len(loops) >= 2  # outer rim plus at least one hole
     canonical = (scan.vertices - pose[:3, 3]) @ pose[:3, :3]
-    d, _ = trimesh.Trimesh(truth, space["faces"]).nearest.vertex(canonical)
-    assert 0.1 < np.median(d) < 1.5  # on the true surface up to noise and sampling
+    _, d, _ = trimesh.Trimesh(truth, space["faces"]).nearest.on_surface(canonical)
+    # on the true surface up to the scanner noise (0.2 mm s.d. along the normal: median |noise| 0.13 mm,
+    # 95th percentile 0.39 mm); a scan 1 mm off, or sampled away from the surface, fails
+    assert 0.09 < np.median(d) < 0.18 and np.percentile(d, 95) < 0.5, (np.median(d), np.percentile(d, 95))
     assert not np.allclose(pose, np.eye(4))
 
 

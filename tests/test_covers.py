@@ -39,6 +39,48 @@ def test_flame_structured_mesh_becomes_watertight_without_eyeballs(space, health
     assert solid.body_count == 1
 
 
+def _flame_layout_head() -> trimesh.Trimesh:
+    """A head with FLAME's vertex layout built here from primitives (not by `make_watertight`): 5023
+    vertices, the head first (3931: an ellipsoid shell, 150 x 200 x 180 mm, open at the neck, with a
+    mouth slit), then two closed eyeball shells of 546 vertices each at FLAME's indices 3931-4476 and
+    4477-5022, inside the head behind the eyes."""
+    rings, cols = 30, 131
+    theta = np.linspace(0, np.radians(150), rings + 1)[1:]
+    phi = np.linspace(0, 2 * np.pi, cols, endpoint=False)
+    T, P = np.meshgrid(theta, phi, indexing="ij")
+    v = np.r_[[[0.0, 100.0, 0.0]], np.c_[75 * (np.sin(T) * np.sin(P)).ravel(), 100 * np.cos(T).ravel(),
+                                           90 * (np.sin(T) * np.cos(P)).ravel()]]
+    idx = 1 + np.arange(rings * cols).reshape(rings, cols)
+    f = [[0, idx[0, j], idx[0, (j + 1) % cols]] for j in range(cols)]
+    mouth = {(19, c % cols) for c in range(-3, 4)}  # a slit of 7 quads in front, every vertex kept
+    for r in range(rings - 1):
+        for c in range(cols):
+            if (r, c) not in mouth:
+                a, b, d, e = idx[r, c], idx[r, (c + 1) % cols], idx[r + 1, (c + 1) % cols], idx[r + 1, c]
+                f += [[a, d, b], [a, e, d]]
+    parts = [trimesh.Trimesh(v, np.array(f), process=False)]
+    for x in (-32.0, 32.0):
+        ball = trimesh.creation.uv_sphere(radius=12.0, count=[10, 34])
+        ball.apply_translation([x, 35.0, 60.0])
+        parts.append(ball)
+    return trimesh.util.concatenate(parts)
+
+
+def test_flame_eyeballs_are_removed_from_a_flame_layout_head():
+    """The FLAME branch (5023 vertices): the eyeball shells at FLAME's indices are dropped, mouth and
+    neck closed, one watertight body with the head's volume."""
+    mesh = _flame_layout_head()
+    assert len(mesh.vertices) == 5023 and len(boundary_loops(np.asarray(mesh.faces))) == 2
+    head = trimesh.Trimesh(mesh.vertices[:3931], mesh.faces[mesh.faces.max(axis=1) < 3931], process=False)
+    v, f, report = make_watertight(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    solid = trimesh.Trimesh(v, f, process=False)
+    assert report["flame_eyeballs_removed"] is True
+    assert report["components"] == 3 and report["dropped_vertices"] == 2 * 546
+    assert solid.is_watertight and solid.is_winding_consistent and solid.body_count == 1
+    assert solid.volume == pytest.approx(head.convex_hull.volume, rel=0.03)  # the head, closed
+    assert solid.contains([[-32.0, 35.0, 60.0], [32.0, 35.0, 60.0]]).all()  # no eyeball cavities left
+
+
 def test_open_face_closes_with_a_flat_back(space, healthy_solid, healthy):
     v, f, report = healthy_solid
     assert report["closed_with_back_plane"]
@@ -122,7 +164,7 @@ def test_print_checks(space, healthy):
         assert line in ini
 
 
-def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path):
+def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path, capsys):
     import shutil
 
     face = prepare_face(healthy, space["faces"], space["regions"])
@@ -148,13 +190,19 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
     if slicer:
         assert (out / "s.gcode").stat().st_size > 1000
         assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
-    # a failed check leaves nothing behind
+    # a bed the cover fits on but the fit-test face does not: the error names the fit-test face, and
+    # nothing is left behind
+    size = np.ptp(np.array(report["cover"]["bounding_box_mm"]), axis=0)
+    bed = float(max(size[:2]) + 2 * report["printer"]["skirt_margin_mm"] + 5.0)
     bad = tmp_path / "bad"
+    capsys.readouterr()
     code = main(["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
-                 "--printer", '{"bed_x_mm": 30.0, "bed_y_mm": 30.0}',
+                 "--printer", json.dumps({"bed_x_mm": bed, "bed_y_mm": bed}),
                  "--out-stl", str(bad / "s.stl"), "--out-face-stl", str(bad / "s_face.stl"),
                  "--out-ini", str(bad / "s.ini"), "--out-json", str(bad / "s.json")])
-    assert code == 1  # the fit-test face is larger than a 30 mm bed
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "injured.ply (fit-test face): the part is" in err, err
     assert not bad.exists() or not any(bad.iterdir())
 
 
