@@ -43,6 +43,8 @@ class FitSettings:
     weight_scale_mm: float = 0.05        # ... and at least this
     wound_threshold_mm: float = 0.1      # the wound: remaining offset above this (at least) ...
     noise_factor: float = 5.0            # ... and above this many times the vertex's noise on healthy faces
+    roughness_factor: float = 2.5        # ... and above this many times this mesh's median remaining offset (a
+                                         # registration rougher than the healthy faces measured, e.g. MeshMonk's)
     seed_factor: float = 3.0             # seeds: remaining offset above this many thresholds
     min_wound_area_mm2: float = 4.0      # smaller specks are dropped
     iterations: int = 6                  # robust (reweighted) rounds
@@ -146,7 +148,8 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         return fitted, z, np.linalg.norm(offset - smooth, axis=1)
 
     def detect(residual):
-        return grow_wound(residual / threshold, ops["graph"], ops["areas"], settings.seed_factor,
+        level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
+        return grow_wound(residual / level, ops["graph"], ops["areas"], settings.seed_factor,
                           settings.min_wound_area_mm2)
 
     given = wound is not None
