@@ -35,6 +35,9 @@ MUTANTS = {
     "flame_branch_off": ("tests/test_covers.py -k flame", "FLAME eyeball handling never recognises a FLAME head"),
     "fit_test_face_unchecked": ("tests/test_covers.py -k print_cli", "the fit-test face is not checked against the bed"),
     "scan_offset_1mm": ("tests/test_cohort.py", "synthetic scans 1 mm off the true surface"),
+    "modes_with_translation": ("tests/test_shape_space.py", "a shape mode carrying a rigid translation"),
+    "template_scale_5pct": ("tests/test_template.py", "the template 5 % too large"),
+    "split_keeps_duplicates": ("tests/test_split.py", "a subject named twice is split twice"),
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
@@ -141,6 +144,38 @@ def apply(name: str) -> None:
             return v + pose[:3, 2], f, pose  # 1 mm along the face's forward axis
 
         cohort.synthetic_scan = synthetic_scan
+    elif name == "modes_with_translation":
+        import facecover.shape_space as shape_space
+
+        original = shape_space.face_space
+
+        def face_space(*args, **kwargs):
+            space = original(*args, **kwargs)
+            basis = space["basis"].copy()
+            basis[0] = basis[0] + 0.1 * np.linalg.norm(basis[0]) / np.sqrt(basis[0].size) * np.array([1.0, 0, 0])
+            return {**space, "basis": basis}
+
+        shape_space.face_space = face_space
+    elif name == "template_scale_5pct":
+        import facecover.template as template
+
+        original = template.load_template_mm
+
+        def load_template_mm():
+            v, f = original()
+            return 1.05 * v, f
+
+        template.load_template_mm = load_template_mm
+    elif name == "split_keeps_duplicates":
+        import facecover.split as split
+
+        original = split.split_subjects
+
+        def split_subjects(subjects, ratios=(0.6, 0.2, 0.2), seed=0):
+            out = original(subjects, ratios, seed)
+            return {**out, **{f"{s}_again": out[s] for s in subjects if list(subjects).count(s) > 1}}
+
+        split.split_subjects = split_subjects
     elif name == "hash_seeded_rng":
         import facecover.cohort as cohort
 

@@ -38,7 +38,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .meshtools import boundary_vertex_mask, graph_laplacian, neighbour_mean, vertex_normals
+from .meshtools import boundary_vertex_mask, graph_laplacian, vertex_normals
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
 
@@ -59,7 +59,6 @@ class RegistrationSettings:
     outside_space: float = 1.45  # auto: the refinement along the normals closing the fit's 95th-percentile
                                  # distance by more than this many times the scan's noise level (the mean
                                  # distance left after it) means the face lies outside the space
-    meshmonk_smoothing_steps: int = 5  # MeshMonk's result smoothed (neighbour averaging) before the normal refinement
     crop_mm: float = 12.0        # MeshMonk's target: the scan within this of the placed template (Cliniface)
     max_fit_points: int = 60000  # larger scans are subsampled for the fit (the output stays in template topology)
     seed: int = 0
@@ -438,13 +437,7 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
             warped = meshmonk_nonrigid(space, _apply(pose, space["vertices"]), P_all, faces_scan, settings.crop_mm)
         except FacecoverError as exc:
             raise FacecoverError(f"{name}: does not look like a face: {exc}") from None
-        # MeshMonk's surface follows the scan's noise; keep its correspondence but take the surface the
-        # way the shape path does: smoothed, then moved smoothly along the normals onto the scan
         V = _apply(inv, warped)
-        average = neighbour_mean(space["faces"], len(V))
-        for _ in range(settings.meshmonk_smoothing_steps):
-            V = 0.5 * V + 0.5 * average(V)
-        V = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
     else:
         V = refined
     t_end = time.perf_counter()
