@@ -29,6 +29,7 @@ from facecover.printing import PrinterSettings, check_printable, place_on_bed
 from facecover.scars import prepare_face, simulate_scars
 from facecover.shape_space import face_space
 from facecover.watertight import make_watertight, remove_stray_components
+from timing import warm_median_seconds
 
 
 def main() -> None:
@@ -43,16 +44,7 @@ def main() -> None:
 
     reps = 5  # both methods: one untimed warm-up call, then the same number of timed calls (median)
 
-    def timed(fn):
-        out = fn()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times)), out
-
-    ours, (hv, hf, info) = timed(lambda: remove_stray_components(v, f))
+    ours, (hv, hf, info) = warm_median_seconds(lambda: remove_stray_components(v, f), reps)
     print(f"facecover remove_stray_components: {1000 * ours:.1f} ms (median of {reps} after a warm-up), dropped "
           f"{info['dropped_vertices']} vertices")
     try:
@@ -60,7 +52,7 @@ def main() -> None:
     except ImportError:
         print("CirMesh not installed (pip install cirmesh): no baseline ratio")
     else:
-        cir, out = timed(lambda: augment.removeEyeBalls(trimesh.Trimesh(v, f, process=False)))
+        cir, out = warm_median_seconds(lambda: augment.removeEyeBalls(trimesh.Trimesh(v, f, process=False)), reps)
         kept = len(np.unique(np.asarray(out.faces)))
         print(f"CirMesh removeEyeBalls: {1000 * cir:.1f} ms (median of {reps} after a warm-up; kept {kept} vertices), "
               "same mesh, same run")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +26,7 @@ from facecover.cohort import ScanSettings, disk_parameterization, person_rng, pe
 from facecover.files import load_mesh, save_mesh
 from facecover.ingest import _apply, clean_scan, register_template_to_scan, rigid_alignment
 from facecover.shape_space import face_space
-
-
-def _time(fn, repeat: int) -> tuple[float, object]:
-    """Median wall time (s) of `repeat` calls after one untimed warm-up call; the last result."""
-    out = fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+from timing import warm_median_seconds
 
 
 def main() -> None:
@@ -62,7 +51,7 @@ def main() -> None:
         path = tmp / f"{name}.ply"
         save_mesh(path, v, f)
         scan, _ = clean_scan(load_mesh(path), name)  # untimed, the same mesh for both methods
-        seconds, reg = _time(lambda: register_template_to_scan(space, scan, name=name), args.repeat)
+        seconds, reg = warm_median_seconds(lambda: register_template_to_scan(space, scan, name=name), args.repeat)
         to_canonical = reg.scan_to_canonical
         row = {"subject": name, "scan_vertices": len(v), "facecover_s": seconds,
                "facecover_err_mm": np.linalg.norm(reg.vertices - truth, axis=1).mean()}
@@ -72,7 +61,7 @@ def main() -> None:
                 source = trimesh.Trimesh(_apply(pose, space["vertices"]), space["faces"], process=False)
                 return pose, trimesh.registration.nricp_amberg(source, scan)
 
-            row["nricp_s"], (pose, warped) = _time(baseline, args.repeat)
+            row["nricp_s"], (pose, warped) = warm_median_seconds(baseline, args.repeat)
             row["nricp_err_mm"] = np.linalg.norm(_apply(np.linalg.inv(pose), warped) - truth, axis=1).mean()
         rows.append(row)
         print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),

@@ -80,8 +80,10 @@ def run(space: dict, name: str, path: Path, truth_scan_mm: np.ndarray, units: st
         seconds = time.perf_counter() - t0
         to_scan = np.linalg.inv(reg.scan_to_canonical)
         registered_scan = reg.vertices @ to_scan[:3, :3].T + to_scan[:3, 3]
+        scan = load_mesh(path)  # the same measure as MeshMonk's row: exact distance to the scan's surface
+        scan.vertices = scan.vertices * reg.report["scale_to_mm"]
         rows.append({"scan": name, "method": "facecover", "accepted": True, "seconds": seconds,
-                     "surface_mm": reg.report["residuals"]["mean_surface_distance_mm"],
+                     "surface_mm": surface_distance(registered_scan, scan),
                      "units_detected": reg.report["units_detected"],
                      **correspondence(space, registered_scan, truth_scan_mm)})
     if meshmonk:

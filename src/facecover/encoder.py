@@ -220,13 +220,17 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
     heldout_x = torch.from_numpy(to_tensor_batch([f for _, f in heldout])) if heldout else None
     heldout_ids = np.array([n for n, _ in heldout])
 
+    def heldout_figures(on) -> dict:
+        """Verification figures of the held-out images, the network in eval mode on device `on`."""
+        net.eval()
+        with torch.no_grad():
+            emb = torch.cat([net(heldout_x[i:i + 256].to(on)).cpu() for i in range(0, len(heldout_x), 256)])
+        return verification_figures(emb.numpy(), heldout_ids)
+
     def separation() -> float | None:
         if heldout_x is None:
             return None
-        net.eval()
-        with torch.no_grad():
-            emb = torch.cat([net(heldout_x[i:i + 256].to(device)).cpu() for i in range(0, len(heldout_x), 256)])
-        figures = verification_figures(emb.numpy(), heldout_ids)
+        figures = heldout_figures(device)
         return figures["cosine_same"] - figures["cosine_different"]
 
     net = identity_network(settings.width).to(device)
@@ -271,9 +275,7 @@ def train_identity_encoder(renders: dict[str, list[tuple[np.ndarray, np.ndarray]
               "train_seconds": round(time.perf_counter() - start, 1), "epochs_trained": len(history),
               "stopped_early": len(history) < settings.epochs, "history": history}
     if heldout:
-        with torch.no_grad():
-            emb = net(heldout_x).numpy()
-        report["heldout"] = verification_figures(emb, heldout_ids)
+        report["heldout"] = heldout_figures(torch.device("cpu"))
     return net, report
 
 

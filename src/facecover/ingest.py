@@ -38,7 +38,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .meshtools import boundary_vertex_mask, graph_laplacian, vertex_normals
+from .meshtools import boundary_vertex_mask, compact, graph_laplacian, vertex_normals
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
 
@@ -367,8 +367,6 @@ def meshmonk_nonrigid(space: dict, start: np.ndarray, scan_v: np.ndarray, scan_f
     keep = near[scan_f].all(axis=1)
     if keep.sum() < len(space["faces"]) // 4:
         raise FacecoverError("too little of the scan lies near the placed template for the non-rigid step")
-    from .meshtools import compact
-
     v, f, _ = compact(scan_v, scan_f[keep])
     if len(v) > max_target_vertices:
         import open3d as o3d
@@ -395,11 +393,11 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
     Rigid start (surface ICP + MediaPipe landmarks), then the shape-space fit, refined along its normals.
     When that refinement has little to do (it closes the fit's 95th-percentile distance to the scan by at
     most `outside_space` times the scan's noise level, the mean distance left after it) the shape space
-    explains the face and its correspondence holds. Otherwise the face lies outside the space (a real person's face
-    often does: broad warps, an open mouth), the space's fit misplaces features to explain the surface, and
-    MeshMonk's non-rigid registration takes the template mean from the fitted pose onto the scan (cropped
-    to the face) instead. A scan is refused as "not a face" only on evidence: no face in its renders, landmarks that do not form a face, or a registered template
-    that does not lie on the scan.
+    explains the face and its correspondence holds. Otherwise the face lies outside the space (a real
+    person's face often does: broad warps, an open mouth), the space's fit misplaces features to explain
+    the surface, and MeshMonk's non-rigid registration takes the template mean from the fitted pose onto
+    the scan (cropped to the face) instead. A scan is refused as "not a face" only on evidence: no face in
+    its renders, landmarks that do not form a face, or a registered template that does not lie on the scan.
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
@@ -438,10 +436,10 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         except FacecoverError as exc:
             raise FacecoverError(f"{name}: does not look like a face: {exc}") from None
         V = _apply(inv, warped)
+        residuals = surface_residuals(V, Pc, Pnc, boundary)
     else:
-        V = refined
+        V, residuals = refined, refined_fit
     t_end = time.perf_counter()
-    residuals = surface_residuals(V, Pc, Pnc, boundary)
     if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
             or residuals["inlier_fraction"] < settings.min_inlier_fraction):
         raise FacecoverError(
@@ -483,9 +481,8 @@ def ingest_scan(path, space: dict, units: str = "mm", settings: RegistrationSett
     if len(mesh.faces) < 500:
         raise FacecoverError(f"{name}: only {len(mesh.faces)} triangles after cleaning; too few for a face scan")
     raw = np.asarray(mesh.vertices, np.float64).copy()
-    tried = [scan_units_scale(raw, units, name)[1]]
-    if units == "auto":
-        tried = plausible_units(raw)
+    first = scan_units_scale(raw, units, name)[1]  # refuses a size no allowed unit explains
+    tried = plausible_units(raw) if units == "auto" else [first]
     failure = None
     for unit in tried:
         mesh.vertices = raw * UNITS_MM[unit]
