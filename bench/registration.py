@@ -50,10 +50,9 @@ def correspondence(space: dict, registered: np.ndarray, truth: np.ndarray) -> di
 def surface_distance(vertices: np.ndarray, scan) -> float:
     """Mean distance (mm) from vertices to the scan surface, over vertices within 3 mm of it (the rest
     lie over holes or beyond the scan's edge)."""
-    from facecover.meshtools import o3d_tensor, raycasting_scene
+    from facecover.meshtools import DistanceScene
 
-    scene = raycasting_scene(np.asarray(scan.vertices), np.asarray(scan.faces))
-    d = scene.compute_distance(o3d_tensor(np.asarray(vertices, np.float32))).numpy()
+    d = DistanceScene(np.asarray(scan.vertices), np.asarray(scan.faces))(vertices)
     return float(d[d < 3.0].mean())
 
 

@@ -13,7 +13,8 @@ from facecover.learn.data import fraction_of_subjects, read_split, region_vertex
 from facecover.learn.decoder import check_decoder, coefficients_of, decode, load_decoder, pca_decoder
 from facecover.learn.network import load_checkpoint, load_mapping, mapping_network
 from facecover.learn.swav import SwavSettings, pretrain_swav, sinkhorn, swav_model
-from facecover.learn.train import TrainSettings, linear_start, predict_coefficients, train_mapping, vertex_l1
+from facecover.learn.train import (DecoderLayer, TrainSettings, decoded_l1, linear_start, predict_coefficients,
+                                   train_mapping, vertex_l1)
 
 # ------------------------------------------------------------------ decoder
 
@@ -67,6 +68,23 @@ def test_masked_loss_weights_vertices_as_configured(space):
     with pytest.raises(FacecoverError, match="no weight for region"):
         region_vertex_weights(space["regions"], names, {"other": 1.0})
 
+
+
+def test_training_loss_equals_the_masked_loss_of_the_decoded_vertices():
+    """The one-pass loss used in training gives vertex_l1's values and gradients on decoded vertices."""
+    rng = np.random.default_rng(0)
+    n, k, b = 40, 6, 5
+    layer = DecoderLayer({"mean": rng.normal(size=(n, 3)), "basis": rng.normal(size=(k, n, 3))}, torch.device("cpu"))
+    targets = torch.from_numpy(rng.normal(size=(b, n, 3)).astype(np.float32))
+    w = torch.from_numpy(rng.uniform(0.0, 150.0, n).astype(np.float32))
+    z1 = torch.from_numpy(rng.normal(size=(b, k)).astype(np.float32)).requires_grad_()
+    z2 = z1.detach().clone().requires_grad_()
+    reference = vertex_l1(layer(z1), targets, w)
+    fast = decoded_l1(z2, layer, layer.offsets(targets), w)
+    assert torch.allclose(fast, reference, rtol=1e-5, atol=1e-6)
+    (reference * torch.arange(1.0, b + 1)).sum().backward()
+    (fast * torch.arange(1.0, b + 1)).sum().backward()
+    assert torch.allclose(z2.grad, z1.grad, rtol=1e-4, atol=1e-6)
 
 def test_mapping_network_has_micas_layout():
     net = mapping_network(60)

@@ -14,7 +14,6 @@ few small holes, and placed in a random rigid pose. Millimetres throughout.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +22,8 @@ import trimesh
 from scipy.spatial import Delaunay, cKDTree
 
 from .meshtools import boundary_loops, graph_laplacian, vertex_normals
+from .seeds import person_rng  # noqa: F401  (the cohort's people draw from it)
 from .shape_space import identity_vertices, sample_coefficients
-
-
-def person_rng(seed: int, population: str, name: str) -> np.random.Generator:
-    """Random generator for one person, independent of the others."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(population.encode()),
-                                                          zlib.crc32(name.encode())]))
 
 
 def person_vertices(space: dict, rng: np.random.Generator, with_detail: bool) -> np.ndarray:

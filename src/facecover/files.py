@@ -72,13 +72,56 @@ def load_mesh(path: str | os.PathLike):
     return mesh
 
 
-def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write a mesh atomically; the format follows the suffix (binary PLY/STL)."""
-    import trimesh
+def load_mesh_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A triangle mesh's vertices (n, 3) float64 and faces (m, 3) int64, checked like `load_mesh`.
 
-    mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False)
+    PLY files of triangles (what every stage writes) are read with plyfile, without trimesh's import
+    cost; anything else goes through `load_mesh`."""
+    path = Path(path)
+    if path.suffix.lower() != ".ply" or not path.exists() or path.stat().st_size == 0:
+        mesh = load_mesh(path)
+        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    from plyfile import PlyData
+
+    try:
+        ply = PlyData.read(str(path))
+        xyz = ply["vertex"].data
+        vertices = np.stack([xyz["x"], xyz["y"], xyz["z"]], axis=1).astype(np.float64)
+        faces = ply["face"].data[ply["face"].properties[0].name]
+        faces = np.stack(faces).astype(np.int64) if len(faces) else np.zeros((0, 3), np.int64)
+    except Exception:  # other layouts (quads, strips, unusual names, corruption): trimesh decides
+        mesh = load_mesh(path)
+        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0 or len(vertices) < 3:
+        mesh = load_mesh(path)
+        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise FacecoverError(f"{path}: face indices out of range (corrupt mesh)")
+    if not np.all(np.isfinite(vertices)):
+        raise FacecoverError(f"{path}: mesh has non-finite vertex coordinates")
+    return vertices, faces
+
+
+def save_mesh(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh (mm) atomically; the format follows the suffix (binary PLY with float32
+    coordinates, or binary STL/OBJ/OFF through trimesh)."""
+    vertices, faces = np.asarray(vertices), np.asarray(faces)
     with atomic_path(path) as tmp:
-        mesh.export(tmp, file_type=Path(path).suffix.lstrip(".").lower())
+        if Path(path).suffix.lower() == ".ply":
+            from plyfile import PlyData, PlyElement
+
+            v = np.empty(len(vertices), [("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+            v["x"], v["y"], v["z"] = vertices.T
+            f = np.empty(len(faces), [("vertex_indices", "<i4", (3,))])
+            f["vertex_indices"] = faces
+            PlyData([PlyElement.describe(v, "vertex"),
+                     PlyElement.describe(f, "face", len_types={"vertex_indices": "u1"})],
+                    byte_order="<").write(str(tmp))
+        else:
+            import trimesh
+
+            mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), faces, process=False)
+            mesh.export(tmp, file_type=Path(path).suffix.lstrip(".").lower())
 
 
 def save_npz(path: str | os.PathLike, **arrays) -> None:

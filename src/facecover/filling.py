@@ -5,7 +5,7 @@
 1. For each injured-skin vertex, the signed distance d (mm) to the healthy
    surface along a *smoothed* normal (the normal field diffused over about
    `normal_smoothing_mm`, so rays from the steep walls of a crater do not
-   cross), by ray casting both ways (Open3D) — so the healthy mesh may have
+   cross), by ray casting both ways (Embree) — so the healthy mesh may have
    any topology (template, FLAME, a watertight solid).
    d > 0: the healthy face lies above the skin (a depression to fill);
    d < 0: the skin sticks out (a protrusion to cover).
@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        neighbour_mean, o3d_tensor, raycasting_scene, smoothed_normals, vertex_normals)
+                        DistanceScene, RayScene, neighbour_mean, smoothed_normals, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,8 @@ class FillingSettings:
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
 
 
-def closest_distance(points: np.ndarray, scene) -> np.ndarray:
-    """Unsigned distance (n,) mm from each point to the closest point of the scene's surface."""
-    return scene.compute_distance(o3d_tensor(points.astype(np.float32))).numpy()
-
-
-def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene, max_mm: float = 50.0) -> np.ndarray:
+def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene: RayScene,
+                           max_mm: float = 50.0) -> np.ndarray:
     """Signed distance (n,) mm from each point along its normal to the scene's surface; NaN if no hit."""
     # Start each ray a little behind its point and nudge it sideways by 1 µm:
     # a ray through a point exactly on a triangle edge of the target (e.g. a
@@ -71,8 +67,7 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene, max_m
     side = np.cross(normals, [0.5773, 0.5774, 0.5774])
     side /= np.linalg.norm(side, axis=1, keepdims=True) + 1e-12
     origin = points + 1e-3 * side
-    rays = np.r_[np.c_[origin - back * normals, normals], np.c_[origin + back * normals, -normals]].astype(np.float32)
-    t = scene.cast_rays(o3d_tensor(rays))["t_hit"].numpy() - back
+    t = scene.cast(np.r_[origin - back * normals, origin + back * normals], np.r_[normals, -normals])["t_hit"] - back
     up, down = t[: len(points)], t[len(points):]
     up[up < -back + 1e-6] = np.inf
     down[down < -back + 1e-6] = np.inf
@@ -106,11 +101,11 @@ def enforce_min_distance(inner: np.ndarray, faces: np.ndarray, offset: np.ndarra
                          min_mm: float, iterations: int = 6) -> np.ndarray:
     """Outer vertices (n, 3) = inner + offset × direction, pushed out until each is at least
     `min_mm` from the inner surface (closest-point distance, i.e. the real wall thickness)."""
-    scene = raycasting_scene(inner, faces)
+    distance = DistanceScene(inner, faces)
     offset = offset.astype(np.float64).copy()
     for _ in range(iterations):
         outer = inner + offset[:, None] * directions
-        dist = scene.compute_distance(o3d_tensor(outer.astype(np.float32))).numpy()
+        dist = distance(outer)
         short = dist < min_mm
         if not short.any():
             break
@@ -172,12 +167,11 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
                     if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
-    healthy = raycasting_scene(healthy_v, healthy_f)  # built once: rays and closest distances
-    d = distance_along_normals(injured_v, normals, healthy)
+    d = distance_along_normals(injured_v, normals, RayScene(healthy_v, healthy_f))
     d[boundary_vertex_mask(injured_f, len(injured_v))] = np.nan  # the face outline: no wound measured there
     # skin lying on the healthy surface is not a wound, whatever a ray from inside a deep crease
     # (closed lips, eyelids) along the smoothed normal hits on the other side of it
-    on_healthy = closest_distance(injured_v, healthy) < settings.wound_threshold_mm
+    on_healthy = DistanceScene(healthy_v, healthy_f)(injured_v) < settings.wound_threshold_mm
     d[on_healthy & np.isfinite(d)] = 0.0
     hit = np.isfinite(d)
     if hit.mean() < 0.7:
@@ -253,10 +247,8 @@ def outer_heights(skin_v: np.ndarray, skin_n: np.ndarray, cover_v: np.ndarray, c
     """Height (n,) mm of a cover's outer surface above skin points (n, 3) along their unit normals (n, 3):
     rays start just above the skin (so the cover's inner surface, lying on it, is not hit) and the first
     hit is the outer surface; 0 where the ray misses the cover (no cover there)."""
-    scene = raycasting_scene(cover_v, cover_f)
     start = 0.02
-    rays = np.c_[skin_v + start * skin_n, skin_n].astype(np.float32)
-    t = scene.cast_rays(o3d_tensor(rays))["t_hit"].numpy()
+    t = RayScene(cover_v, cover_f).cast(skin_v + start * skin_n, skin_n)["t_hit"]
     return np.where(np.isfinite(t) & (t < 60.0), t + start, 0.0)
 
 

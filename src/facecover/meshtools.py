@@ -1,7 +1,7 @@
 """Small mesh helpers shared by the stages (arrays in, arrays out; mm).
 
-trimesh and Open3D are imported by the functions that use them, so that a stage which needs neither
-starts quickly.
+trimesh, Embree and Open3D are imported by the functions that use them, so that a stage which needs none
+of them starts quickly.
 """
 
 from __future__ import annotations
@@ -72,20 +72,47 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)
 
 
-def raycasting_scene(vertices: np.ndarray, faces: np.ndarray):
-    """Open3D ray-casting scene (rays, closest points, distances) over one triangle mesh in mm."""
-    import open3d as o3d
+class RayScene:
+    """One triangle mesh (mm) loaded into Embree's ray tracer (embreex, the engine of trimesh's and Open3D's
+    ray casting, without their import cost); cast many rays against it."""
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)), o3d.core.Tensor(np.asarray(faces, np.uint32)))
-    return scene
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        from embreex import rtcore_scene
+        from embreex.mesh_construction import TriangleMesh
+
+        self._scene = rtcore_scene.EmbreeScene()
+        self._mesh = TriangleMesh(self._scene, np.ascontiguousarray(vertices, np.float32),
+                                  np.ascontiguousarray(faces, np.int32))
+
+    def cast(self, origins: np.ndarray, directions: np.ndarray) -> dict[str, np.ndarray]:
+        """First hit of each ray origin + t × direction (n, 3): `t_hit` (n,) in units of the direction's
+        length (inf on a miss), `triangle` (n,) (-1 on a miss) and the hit's barycentrics `uv` (n, 2)
+        (hit = (1 − u − v) a + u b + v c for triangle (a, b, c))."""
+        shape = np.shape(origins)[:-1]
+        o = np.ascontiguousarray(np.reshape(origins, (-1, 3)), np.float32)
+        d = np.ascontiguousarray(np.reshape(directions, (-1, 3)), np.float32)
+        hit = self._scene.run(o, d, output=1)
+        triangle = hit["primID"].astype(np.int64)
+        t = np.where(triangle >= 0, hit["tfar"], np.inf).astype(np.float32)
+        return {"t_hit": t.reshape(shape), "triangle": triangle.reshape(shape),
+                "uv": np.stack([hit["u"], hit["v"]], axis=-1).reshape(shape + (2,))}
 
 
-def o3d_tensor(array: np.ndarray):
-    """An Open3D tensor of an array (for ray casting and distance queries), importing Open3D on first use."""
-    import open3d as o3d
+class DistanceScene:
+    """A triangle mesh (mm) in Open3D's scene for exact closest-point distance queries, built once."""
 
-    return o3d.core.Tensor(np.ascontiguousarray(array))
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        import open3d as o3d
+
+        self._o3d = o3d
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),
+                                  o3d.core.Tensor(np.asarray(faces, np.uint32)))
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Unsigned distance (n,) mm from each point (n, 3) to the surface."""
+        query = self._o3d.core.Tensor(np.ascontiguousarray(points, np.float32))
+        return self._scene.compute_distance(query).numpy()
 
 
 def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
@@ -102,6 +129,22 @@ def face_components(faces: np.ndarray) -> np.ndarray:
 
     mesh = trimesh.Trimesh(faces=faces, vertices=np.zeros((faces.max() + 1, 3)), process=False)
     return trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(faces))
+
+
+def connected_parts(faces: np.ndarray) -> np.ndarray:
+    """Label (n,) of the connected part (triangles sharing a vertex) each vertex of `faces` belongs to."""
+    from scipy.sparse.csgraph import connected_components
+
+    e = edges_of(faces)
+    n = int(faces.max()) + 1
+    graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def mesh_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Enclosed volume (mm³) of a closed, outward-oriented triangle mesh (divergence theorem)."""
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 
 from . import FacecoverError
-from .meshtools import face_components, o3d_tensor, raycasting_scene
+from .meshtools import RayScene, face_components
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,10 @@ def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000,
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     points, face_idx = trimesh.sample.sample_surface(mesh, samples, seed=seed)
     inward = -mesh.face_normals[face_idx]
-    scene = raycasting_scene(vertices, faces)
-    rays = np.c_[points + 1e-3 * inward, inward].astype(np.float32)
-    hit = scene.cast_rays(o3d_tensor(rays))
-    t = hit["t_hit"].numpy()
+    hit = RayScene(vertices, faces).cast(points + 1e-3 * inward, inward)
+    t = hit["t_hit"]
     ok = np.isfinite(t)
-    exit_normal = mesh.face_normals[np.where(ok, hit["primitive_ids"].numpy().astype(np.int64), 0)]
+    exit_normal = mesh.face_normals[np.where(ok, hit["triangle"], 0)]
     across = ok & (np.einsum("ij,ij->i", exit_normal, inward) > 0.7)
     return t[across] + 1e-3
 

@@ -1,4 +1,4 @@
-"""CPU rendering of face meshes with Open3D's ray caster (no display needed).
+"""CPU rendering of face meshes by ray casting (Embree; no display needed).
 
 Camera convention (OpenCV): camera looks along its +z, image x to the right,
 image y down. World units are millimetres. A `Camera` maps world points to
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .meshtools import raycasting_scene, smoothed_normals, vertex_normals
+from .meshtools import RayScene, smoothed_normals, vertex_normals
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,26 @@ def project(camera: Camera, points: np.ndarray) -> np.ndarray:
 
 
 class Scene:
-    """A triangle mesh loaded once into Open3D's ray caster; render many views of it."""
+    """A triangle mesh loaded once into the ray caster; render many views of it."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, normal_smoothing_mm: float = 0.0):
         """`normal_smoothing_mm` > 0 shades with normals diffused over about that distance, so a dense,
         noisy scan (triangles smaller than its noise) renders as smoothly as a coarse one."""
         self.vertices = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
-        self._scene = raycasting_scene(self.vertices, self.faces)
+        self._scene = RayScene(self.vertices, self.faces)
         self.vertex_normals = (smoothed_normals(self.vertices, self.faces, normal_smoothing_mm)
                                if normal_smoothing_mm > 0 else vertex_normals(self.vertices, self.faces))
 
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
-        """Cast one ray per pixel; returns hit distance, triangle id and barycentrics (H, W)."""
-        import open3d as o3d
-
-        rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-            o3d.core.Tensor(camera.K), o3d.core.Tensor(camera.extrinsic), camera.width, camera.height)
-        ans = self._scene.cast_rays(rays)
-        return {"t_hit": ans["t_hit"].numpy(), "triangle": ans["primitive_ids"].numpy().astype(np.int64),
-                "uv": ans["primitive_uvs"].numpy(), "rays": rays.numpy()}
+        """Cast one ray per pixel (through its centre); returns hit distance along the ray (in units of its
+        direction, whose camera z is 1), triangle id and barycentrics (H, W)."""
+        x, y = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+        pixels = np.stack([x, y, np.ones_like(x)], axis=-1)
+        directions = pixels @ np.linalg.inv(camera.K).T @ camera.R  # R^T K^-1 p for each pixel p
+        origin = -camera.R.T @ camera.t
+        hit = self._scene.cast(np.broadcast_to(origin, directions.shape), directions)
+        return {"t_hit": hit["t_hit"], "triangle": hit["triangle"], "uv": hit["uv"]}
 
     def render(self, camera: Camera, light_dirs: np.ndarray, ambient: float = 0.15,
                albedo: float = 0.8, background: int = 0, face_colors: np.ndarray | None = None) -> np.ndarray:
@@ -123,15 +123,12 @@ class Scene:
 
     def surface_points(self, camera: Camera, pixels: np.ndarray) -> np.ndarray:
         """World points (n, 3) mm where rays through pixel positions (n, 2) hit; NaN on a miss."""
-        import open3d as o3d
-
         Kinv = np.linalg.inv(camera.K)
         d_cam = np.c_[pixels, np.ones(len(pixels))] @ Kinv.T
         d_world = d_cam @ camera.R  # R^T applied to each row
         d_world /= np.linalg.norm(d_world, axis=1, keepdims=True)
         origin = -camera.R.T @ camera.t
-        rays = np.c_[np.repeat(origin[None], len(pixels), 0), d_world].astype(np.float32)
-        t = self._scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+        t = self._scene.cast(np.repeat(origin[None], len(pixels), 0), d_world)["t_hit"]
         return origin + d_world * t[:, None]
 
 

@@ -21,7 +21,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from . import FacecoverError
 from .render import DEFAULT_LIGHTS, Scene, frontal_camera
@@ -62,6 +61,8 @@ def template_path() -> Path:
 
 def load_template_mm() -> tuple[np.ndarray, np.ndarray]:
     """Template vertices (7160, 3) in mm, canonical frame, and faces (14050, 3)."""
+    import trimesh
+
     mesh = trimesh.load(template_path(), process=False, force="mesh")
     v = np.asarray(mesh.vertices, np.float64)
     v = v * (FACE_BREADTH_MM / np.ptp(v[:, 0]))
@@ -191,6 +192,8 @@ def surface_embedding(vertices: np.ndarray, faces: np.ndarray, points: np.ndarra
     A point embedded this way follows the mesh when it deforms:
     ``(bary[:, :, None] * V[faces[tri]]).sum(1)``.
     """
+    import trimesh
+
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     closest, _, tri = trimesh.proximity.closest_point(mesh, points)
     bary = trimesh.triangles.points_to_barycentric(mesh.triangles[tri], closest)

@@ -12,11 +12,10 @@ from . import settings_from_json
 
 
 def cmd_watertight(args) -> None:
-    from ..files import load_mesh, save_json, save_mesh
+    from ..files import load_mesh_arrays, save_json, save_mesh
     from ..watertight import WatertightSettings, make_watertight
 
-    mesh = load_mesh(args.mesh)
-    v, f, report = make_watertight(np.asarray(mesh.vertices), np.asarray(mesh.faces),
+    v, f, report = make_watertight(*load_mesh_arrays(args.mesh),
                                    WatertightSettings(back_offset_mm=args.back_offset_mm), name=args.mesh)
     if args.report:
         save_json(args.report, report)
@@ -24,10 +23,10 @@ def cmd_watertight(args) -> None:
 
 
 def cmd_filling(args) -> None:
-    from ..files import load_mesh, load_npz, save_json, save_mesh, save_npz
+    from ..files import load_mesh_arrays, load_npz, save_json, save_mesh, save_npz
     from ..filling import FillingSettings, cover_solid
 
-    injured, healthy = load_mesh(args.injured), load_mesh(args.healthy)
+    injured, healthy = load_mesh_arrays(args.injured), load_mesh_arrays(args.healthy)
     wound = None
     if args.wound:
         arrays = load_npz(args.wound)
@@ -35,8 +34,7 @@ def cmd_filling(args) -> None:
             raise FacecoverError(f"{args.wound}: no 'wound' array (a mask over the injured mesh's vertices)")
         wound = arrays["wound"]
     settings = settings_from_json(FillingSettings, args.settings)
-    v, f, report = cover_solid(np.asarray(injured.vertices), np.asarray(injured.faces), np.asarray(healthy.vertices),
-                               np.asarray(healthy.faces), settings, name=args.injured, wound_mask=wound)
+    v, f, report = cover_solid(*injured, *healthy, settings, name=args.injured, wound_mask=wound)
     footprint = report.pop("footprint")
     report.update(injured=args.injured, healthy=args.healthy, wound=args.wound)
     if args.out_footprint:
@@ -95,26 +93,25 @@ def cmd_print(args) -> None:
 
 
 def cmd_preview(args) -> None:
-    from ..files import load_mesh
+    from ..files import load_mesh_arrays
     from ..render import DEFAULT_LIGHTS, Scene, frontal_camera, save_png
 
-    face, cover = load_mesh(args.injured), load_mesh(args.filling)
-    v = np.r_[np.asarray(face.vertices), np.asarray(cover.vertices)]
-    f = np.r_[np.asarray(face.faces), np.asarray(cover.faces) + len(face.vertices)]
-    colors = np.r_[np.tile([0.85, 0.85, 0.85], (len(face.faces), 1)),
-                   np.tile([0.95, 0.55, 0.15], (len(cover.faces), 1))]
+    (face_v, face_f), (cover_v, cover_f) = load_mesh_arrays(args.injured), load_mesh_arrays(args.filling)
+    v = np.r_[face_v, cover_v]
+    f = np.r_[face_f, cover_f + len(face_v)]
+    colors = np.r_[np.tile([0.85, 0.85, 0.85], (len(face_f), 1)), np.tile([0.95, 0.55, 0.15], (len(cover_f), 1))]
     scene = Scene(v, f)
-    center = np.asarray(face.vertices).mean(axis=0)
+    center = face_v.mean(axis=0)
     images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
               for yaw in (0.0, 35.0, -35.0)]
     save_png(args.out, np.hstack(images).astype(np.uint8))
     if args.out_html:  # the same, to rotate and zoom in a browser (self-contained WebGL page)
         from ..files import atomic_path
+        from ..meshtools import connected_parts, mesh_volume
         from ..viewer import cover_viewer_html
 
-        caption = f"cover {cover.volume:.0f} mm³, {len(cover.split(only_watertight=False))} part(s)"
-        page = cover_viewer_html(face.vertices, face.faces, cover.vertices, cover.faces, args.title or args.out,
-                                 caption)
+        caption = f"cover {mesh_volume(cover_v, cover_f):.0f} mm³, {connected_parts(cover_f).max() + 1} part(s)"
+        page = cover_viewer_html(face_v, face_f, cover_v, cover_f, args.title or args.out, caption)
         with atomic_path(args.out_html) as tmp:
             tmp.write_text(page)
 

@@ -42,7 +42,7 @@ def cmd_encoder(args) -> None:
 
 
 def cmd_embed(args) -> None:
-    from ..cohort import person_rng
+    from ..seeds import person_rng
     from ..device import onnx_providers
     from ..embed import embed_renders
     from ..encoder import AugmentSettings, load_identity_encoder

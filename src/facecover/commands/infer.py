@@ -78,7 +78,7 @@ def _given_wound(path: str, registration_report: str | None, vertices: np.ndarra
 def cmd_infer(args) -> None:
     import pandas as pd
 
-    from ..files import load_mesh, load_npz, save_json, save_mesh, save_npz
+    from ..files import load_mesh_arrays, load_npz, save_json, save_mesh, save_npz
     from ..learn.data import read_split
     from ..learn.decoder import load_decoder
     from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face
@@ -97,7 +97,7 @@ def cmd_infer(args) -> None:
     net, _ = load_mapping(checkpoint, len(decoder["basis"]))
     embedding, image = _image_embedding(args)
     prior = predict_coefficients(net, embedding[None])[0]
-    injured = np.asarray(load_mesh(args.injured).vertices, np.float64)
+    injured = load_mesh_arrays(args.injured)[0]
     if len(injured) != n:
         raise FacecoverError(f"{args.injured}: {len(injured)} vertices; inference needs the scan registered to the "
                              f"template ({n} vertices)")
@@ -126,21 +126,20 @@ def cmd_infer(args) -> None:
 def cmd_cover_accuracy(args) -> None:
     import pandas as pd
 
-    from ..files import atomic_path, load_mesh, load_npz
+    from ..files import atomic_path, load_mesh_arrays, load_npz
     from ..filling import compare_covers
     from ..printing import PrinterSettings, check_printable, place_on_bed
 
     printer = settings_from_json(PrinterSettings, args.printer)
     rows = []
     for s in args.subjects:
-        injured = load_mesh(Path(args.scars_dir) / s / f"{args.variant}.ply")
+        injured = load_mesh_arrays(Path(args.scars_dir) / s / f"{args.variant}.ply")
         wound = load_npz(Path(args.scars_dir) / s / f"{args.variant}.npz")["mask"].astype(bool)
         covers, footprints = {}, {}
         for kind, folder in (("predicted", args.predicted_dir), ("reference", args.reference_dir)):
-            mesh = load_mesh(Path(folder) / f"{s}.ply")
-            covers[kind] = (np.asarray(mesh.vertices), np.asarray(mesh.faces))
+            covers[kind] = load_mesh_arrays(Path(folder) / f"{s}.ply")
             footprints[kind] = load_npz(Path(folder) / f"{s}_footprint.npz")["footprint"].astype(bool)
-        row = {"subject": s, **compare_covers(np.asarray(injured.vertices), np.asarray(injured.faces), wound,
+        row = {"subject": s, **compare_covers(*injured, wound,
                                               covers["predicted"], covers["reference"], footprints["predicted"],
                                               footprints["reference"])}
         v, f = covers["predicted"]

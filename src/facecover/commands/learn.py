@@ -48,12 +48,12 @@ def _write_log(path: str, rows: list[dict]) -> None:
 
 def _healthy(registered_dir: str, subjects: list[str], n_vertices: int) -> dict[str, np.ndarray]:
     """Healthy registered meshes {subject: (N, 3) mm} (what a real user has; never the synthetic truth)."""
-    from ..files import load_mesh
+    from ..files import load_mesh_arrays
 
     out = {}
     for s in subjects:
         path = Path(registered_dir) / f"{s}.ply"
-        v = np.asarray(load_mesh(path).vertices, np.float64)
+        v = load_mesh_arrays(path)[0]
         if len(v) != n_vertices:
             raise FacecoverError(f"{path}: {len(v)} vertices; a registered mesh has the template's {n_vertices}")
         out[s] = v
@@ -192,12 +192,12 @@ def cmd_finetune(args) -> None:
 
 
 def _scars(scars_dir: str, subject: str, variants: list[str], n_vertices: int) -> dict[str, dict]:
-    from ..files import load_mesh, load_npz
+    from ..files import load_mesh_arrays, load_npz
 
     out = {}
     for v in variants:
         folder = Path(scars_dir) / subject
-        injured = np.asarray(load_mesh(folder / f"{v}.ply").vertices, np.float64)
+        injured = load_mesh_arrays(folder / f"{v}.ply")[0]
         mask = load_npz(folder / f"{v}.npz")["mask"].astype(bool)
         if len(injured) != n_vertices or len(mask) != n_vertices:
             raise FacecoverError(f"{folder}/{v}: injured mesh and mask must have the template's {n_vertices} vertices")

@@ -39,7 +39,7 @@ def cmd_learning_report(args) -> None:
     subjects (image only, and fitted to the injured scan)."""
     import pandas as pd
 
-    from ..files import load_mesh, load_npz
+    from ..files import load_mesh_arrays, load_npz
     from ..learn.data import load_embeddings, read_split, subjects_in
     from ..learn.decoder import decode, load_decoder
     from ..learn.evaluate import align_outside_wound
@@ -64,8 +64,8 @@ def cmd_learning_report(args) -> None:
         cache = load_embeddings(Path(args.embeddings_dir) / f"{s}.npz")
         stem = f"{args.variant}_0"
         z = predict_coefficients(net, cache["clean"][[list(cache["stem"]).index(stem)]])[0]
-        healthy = np.asarray(load_mesh(Path(args.registered_dir) / f"{s}.ply").vertices)
-        injured = np.asarray(load_mesh(Path(args.scars_dir) / s / f"{args.variant}.ply").vertices)
+        healthy = load_mesh_arrays(Path(args.registered_dir) / f"{s}.ply")[0]
+        injured = load_mesh_arrays(Path(args.scars_dir) / s / f"{args.variant}.ply")[0]
         wound = load_npz(Path(args.scars_dir) / s / f"{args.variant}.npz")["mask"].astype(bool)
         image_only = align_outside_wound(decode(decoder, z), injured, wound)
         fitted = fit_healthy_face(decoder, injured, space["faces"], z, noise, fit_settings)["healthy"]

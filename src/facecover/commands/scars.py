@@ -11,17 +11,17 @@ from . import load_space, settings_from_json
 
 
 def cmd_scars(args) -> None:
-    from ..cohort import person_rng
-    from ..files import load_mesh, save_mesh, save_npz
+    from ..seeds import person_rng
+    from ..files import load_mesh_arrays, save_mesh, save_npz
     from ..scars import ScarSettings, prepare_face, simulate_scars
 
     space = load_space(args.space)
     settings = settings_from_json(ScarSettings, args.settings)
-    healthy = load_mesh(args.registered)
-    if len(healthy.vertices) != len(space["vertices"]):
-        raise FacecoverError(f"{args.registered}: {len(healthy.vertices)} vertices, expected the template's "
+    healthy = load_mesh_arrays(args.registered)[0]
+    if len(healthy) != len(space["vertices"]):
+        raise FacecoverError(f"{args.registered}: {len(healthy)} vertices, expected the template's "
                              f"{len(space['vertices'])} (is it a registered mesh?)")
-    face = prepare_face(np.asarray(healthy.vertices), space["faces"], space["regions"], settings)
+    face = prepare_face(healthy, space["faces"], space["regions"], settings)
     out = Path(args.out_dir)
     for variant in args.variants:
         result = simulate_scars(face, person_rng(args.seed, "scars", f"{args.subject}/{variant}"), settings)
@@ -32,7 +32,7 @@ def cmd_scars(args) -> None:
 def _render_person(settings, seed: int, space: dict, vertices: np.ndarray, rng_name: str, out: Path,
                    stem: str) -> None:
     """Render one face under the views of `settings` (ViewSettings); write `{stem}_{k}.png` and `.json` per view."""
-    from ..cohort import person_rng
+    from ..seeds import person_rng
     from ..files import save_json
     from ..render import render_views, save_png, view_setups
     from ..template import ARCFACE_LANDMARKS, landmark_positions
@@ -52,13 +52,13 @@ def _render_person(settings, seed: int, space: dict, vertices: np.ndarray, rng_n
 def cmd_render(args) -> None:
     from tqdm import tqdm
 
-    from ..files import load_mesh
+    from ..files import load_mesh_arrays
     from ..render import ViewSettings
 
     space = load_space(args.space)
     settings = settings_from_json(ViewSettings, args.settings)
     for variant in tqdm(args.variants, desc=f"render {args.subject}", disable=None):
-        v = np.asarray(load_mesh(Path(args.scars_dir) / f"{variant}.ply").vertices)
+        v = load_mesh_arrays(Path(args.scars_dir) / f"{variant}.ply")[0]
         _render_person(settings, args.seed, space, v, f"{args.subject}/{variant}", Path(args.out_dir), variant)
 
 

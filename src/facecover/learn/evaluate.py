@@ -118,12 +118,9 @@ def score_subject(subject: str, reconstructions: list[tuple[str, np.ndarray]], h
     """Per-image metric rows of one subject. `reconstructions`: (render stem "{variant}_{view}", vertices
     (N, 3) mm); `scars`: variant -> {"injured": (N, 3) mm, "mask": (N,) bool}. Each reconstruction is aligned
     to its injured mesh outside the wound before scoring (`image_metrics`)."""
-    import open3d as o3d
+    from ..meshtools import DistanceScene
 
-    from ..meshtools import raycasting_scene
-
-    scene = raycasting_scene(healthy, faces)
-    distance = lambda p: scene.compute_distance(o3d.core.Tensor(np.asarray(p, np.float32))).numpy()  # noqa: E731
+    distance = DistanceScene(healthy, faces)
     areas = vertex_areas(healthy, faces)
     rows = []
     for stem, vertices in reconstructions:

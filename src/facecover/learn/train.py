@@ -12,6 +12,7 @@ run; the epoch with the lowest validation loss is kept.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -50,9 +51,45 @@ class DecoderLayer:
     def __call__(self, z):
         return (self.mean + z @ self.basis).reshape(len(z), self.N, 3)
 
+    def offsets(self, targets):
+        """Targets (S, N, 3) mm minus the decoder's mean, flattened (S, 3N): what `decoded_l1` compares with."""
+        return targets.reshape(len(targets), -1) - self.mean
 
-def evaluate_loss(net, decoder_layer, X, y, targets, weights, device, batch: int = 512) -> float:
-    """Mean masked L1 (mm) of the network over embeddings X (M, 512) with target meshes targets[y]."""
+
+def decoded_l1(z, decoder_layer: DecoderLayer, offsets, weights):
+    """`vertex_l1(decoder_layer(z), targets, weights)` (B,) computed in one pass, with `offsets` (B, 3N) =
+    `decoder_layer.offsets(targets)`: the decoded vertices and their differences are never kept for the
+    backward pass, only the weighted signs (twice as fast per batch on a CPU, the same values and gradients)."""
+    w3 = weights.repeat_interleave(3)
+    return _decoded_l1_function().apply(z, decoder_layer.basis, offsets, w3) / (3.0 * weights.sum())
+
+
+@functools.cache
+def _decoded_l1_function():
+    """The autograd function (built on first use: torch is imported only by the stages that train)."""
+    import torch
+
+    class DecodedL1(torch.autograd.Function):
+        """Σ_j w_j |(z B − offsets)_j| per row; gradient (w ⊙ sign(z B − offsets)) Bᵀ with respect to z."""
+
+        @staticmethod
+        def forward(ctx, z, basis, offsets, w3):
+            residual = torch.addmm(offsets, z, basis, beta=-1)
+            signs = torch.sign(residual).mul_(w3)
+            ctx.save_for_backward(signs, basis)
+            return residual.abs_() @ w3
+
+        @staticmethod
+        def backward(ctx, grad):
+            signs, basis = ctx.saved_tensors
+            return (signs * grad[:, None]) @ basis.T, None, None, None
+
+    return DecodedL1
+
+
+def evaluate_loss(net, decoder_layer, X, y, offsets, weights, device, batch: int = 512) -> float:
+    """Mean masked L1 (mm) of the network over embeddings X (M, 512) with target meshes whose
+    `decoder_layer.offsets` are offsets[y]."""
     import torch
 
     net.eval()
@@ -60,8 +97,8 @@ def evaluate_loss(net, decoder_layer, X, y, targets, weights, device, batch: int
     with torch.no_grad():
         for i in range(0, len(X), batch):
             xb = torch.from_numpy(X[i:i + batch]).to(device)
-            tb = targets[torch.from_numpy(y[i:i + batch]).to(device)]
-            total += float(vertex_l1(decoder_layer(net(xb)), tb, weights).sum())
+            ob = offsets[torch.from_numpy(y[i:i + batch]).to(device)]
+            total += float(decoded_l1(net(xb), decoder_layer, ob, weights).sum())
     return total / max(len(X), 1)
 
 
@@ -84,8 +121,8 @@ def train_mapping(net, decoder: dict, vertex_weights: np.ndarray, train: tuple, 
     net.to(device)
     layer = DecoderLayer(decoder, device)
     w = torch.from_numpy(np.asarray(vertex_weights, np.float32)).to(device)
-    targets = torch.from_numpy(np.asarray(T, np.float32)).to(device)
-    val_targets = torch.from_numpy(np.asarray(Tv, np.float32)).to(device)
+    targets = layer.offsets(torch.from_numpy(np.asarray(T, np.float32)).to(device))
+    val_targets = layer.offsets(torch.from_numpy(np.asarray(Tv, np.float32)).to(device))
     optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     history = []
     best = (evaluate_loss(net, layer, Xv, yv, val_targets, w, device), 0, _copy_state(net))
@@ -99,8 +136,8 @@ def train_mapping(net, decoder: dict, vertex_weights: np.ndarray, train: tuple, 
         for i in range(0, len(order), settings.batch_size):
             idx = order[i:i + settings.batch_size]
             xb = torch.from_numpy(X[idx]).to(device)
-            tb = targets[torch.from_numpy(y[idx]).to(device)]
-            loss = vertex_l1(layer(net(xb)), tb, w).mean()
+            ob = targets[torch.from_numpy(y[idx]).to(device)]
+            loss = decoded_l1(net(xb), layer, ob, w).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
