@@ -31,8 +31,15 @@ grep "_slurm_rpc_submit_batch_job" "$SLURM_LOCAL_DIR/log/slurmctld.log" | tail -
 for t in "${targets[@]}" results/registered/subject01.json results/encoder/arcface.onnx; do
   test -s "$work/$t" || { echo "[slurm-test] missing output $t"; exit 1; }
 done
-# face_space, pool, render_pool, encoder, 2 x synthetic_scan, 2 x ingest, 2 x scars, render, embed = 12 jobs
-if (( submitted < 12 )); then echo "[slurm-test] expected at least 12 sbatch submissions"; exit 1; fi
+# face_space, pool, render_pool, encoder, embed, and one group job running 2 x synthetic_scan, 2 x ingest,
+# 2 x scars and render (the profile's `groups`: both subjects' chains in one sbatch job) = 6 submissions
+# for 12 jobs
+if (( submitted < 6 )); then echo "[slurm-test] expected at least 6 sbatch submissions"; exit 1; fi
+grep -q "Group job subject_data" "$work/snakemake.log" \
+  || { echo "[slurm-test] the per-subject stages did not run as a SLURM job group"; exit 1; }
+grouped=$(ls "$work"/.snakemake/slurm_logs/group_subject_data_*/*.log 2>/dev/null | head -n 1)
+test -n "$grouped" || { echo "[slurm-test] no SLURM log of the group job subject_data"; exit 1; }
+echo "[slurm-test] one sbatch job ran synthetic_scan, ingest, scars and render of both subjects: $grouped"
 # the GPU-requesting jobs (encoder, embed) were submitted with gpu=1, SLURM gave them the fake GPU
 # (CUDA_VISIBLE_DEVICES=0) and they ran on the CPU after the one-line notice
 gpu_jobs=$(grep -cE "resources: .*[ ,]gpu=1(,|$)" "$work/snakemake.log" || true)
@@ -53,4 +60,4 @@ for rule in decoder base swav finetune evaluate_experiment_fit metrics_table inf
 done
 grep -q "results/prints/subject07.stl" "$work/prints-dry-run.log" || { echo "[slurm-test] subject07's print not planned"; exit 1; }
 echo "[slurm-test] results/prints/subject07.stl plans through the SLURM profile: $(grep -cE '^rule ' "$work/prints-dry-run.log") jobs"
-echo "[slurm-test] OK: $submitted jobs through SLURM in $(( SECONDS - start )) s"
+echo "[slurm-test] OK: $submitted sbatch submissions (12 jobs) through SLURM in $(( SECONDS - start )) s"
