@@ -17,11 +17,9 @@ def edges_of(faces: np.ndarray) -> np.ndarray:
 
 def boundary_edges(faces: np.ndarray) -> np.ndarray:
     """Directed edges (b, 2) used by exactly one triangle, oriented as in that triangle."""
-    import trimesh
-
     e = edges_of(faces)
-    rows = trimesh.grouping.group_rows(np.sort(e, axis=1), require_count=1)
-    return e[rows]
+    _, index, count = np.unique(np.sort(e, axis=1), axis=0, return_index=True, return_counts=True)
+    return e[np.sort(index[count == 1])]
 
 
 def boundary_loops(faces: np.ndarray, vertices: np.ndarray | None = None) -> list[np.ndarray]:
@@ -125,10 +123,13 @@ def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
 
 def face_components(faces: np.ndarray) -> np.ndarray:
     """Connected-component label (m,) of each face (sharing an edge connects)."""
-    import trimesh
+    from scipy.sparse.csgraph import connected_components
 
-    mesh = trimesh.Trimesh(faces=faces, vertices=np.zeros((faces.max() + 1, 3)), process=False)
-    return trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(faces))
+    m = len(faces)
+    _, edge_id = np.unique(np.sort(edges_of(faces), axis=1), axis=0, return_inverse=True)
+    owner = np.tile(np.arange(m), 3)  # edges_of lists the faces' first edges, then second, then third
+    graph = sp.coo_matrix((np.ones(3 * m), (owner, edge_id.ravel())), shape=(m, edge_id.max() + 1)).tocsr()
+    return connected_components(graph @ graph.T, directed=False)[1]
 
 
 def connected_parts(faces: np.ndarray) -> np.ndarray:
@@ -139,6 +140,12 @@ def connected_parts(faces: np.ndarray) -> np.ndarray:
     n = int(faces.max()) + 1
     graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]
+
+
+def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area (m,) mm² of each triangle."""
+    e1, e2 = vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]
+    return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
 
 
 def mesh_volume(vertices: np.ndarray, faces: np.ndarray) -> float:

@@ -1,15 +1,37 @@
-"""Tables and figures over all subjects, for the workflow report."""
+"""Tables and figures over all subjects, for the workflow report.
+
+The per-subject summary tables are plain lists of row dicts (written with `write_csv`): their stages
+then start without pandas."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+Rows = list[dict]
 
 
-def registration_table(reports: list[str | Path]) -> pd.DataFrame:
+def _rounded(rows: Rows, digits: int) -> Rows:
+    return [{k: round(v, digits) if isinstance(v, float) and math.isfinite(v) else v for k, v in r.items()}
+            for r in rows]
+
+
+def write_csv(rows: Rows, path) -> None:
+    """Rows (dicts with the same keys) as CSV, atomically; NaN as an empty field (as pandas writes it)."""
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+
+
+def registration_table(reports: list[str | Path]) -> Rows:
     """One row per registered scan: vertex error vs truth (when known), surface distance (mm), seconds."""
     rows = []
     for path in reports:
@@ -24,10 +46,10 @@ def registration_table(reports: list[str | Path]) -> pd.DataFrame:
             "units_detected": r["units_detected"],
             "seconds": r["seconds"]["with_io"],
         })
-    return pd.DataFrame(rows).round(4)
+    return _rounded(rows, 4)
 
 
-def covers_table(reports: list[str | Path]) -> pd.DataFrame:
+def covers_table(reports: list[str | Path]) -> Rows:
     """One row per printed cover: parts, volume (mm³), size (mm), print time and filament from the G-code."""
     rows = []
     for path in reports:
@@ -44,7 +66,7 @@ def covers_table(reports: list[str | Path]) -> pd.DataFrame:
             "print_time": gcode.get("print_time", ""),
             "filament_g": gcode.get("filament_g", np.nan),
         })
-    return pd.DataFrame(rows).round(3)
+    return _rounded(rows, 3)
 
 
 def _figure(figsize: tuple[float, float]):
@@ -70,22 +92,24 @@ def _save_png(fig, out, tight: bool = True) -> None:
     plt.close(fig)
 
 
-def registration_figure(table: pd.DataFrame, out) -> None:
+def registration_figure(table: Rows, out) -> None:
     """Bar chart of per-subject registration error (mm) as PNG."""
+    column = {k: np.array([r[k] for r in table], dtype=float) for k in
+              ("vertex_error_mean_mm", "vertex_error_p95_mm", "surface_distance_mean_mm")}
     fig, ax = _figure((max(6, 0.3 * len(table)), 3.5))
     x = np.arange(len(table))
-    if table["vertex_error_mean_mm"].notna().any():
-        ax.bar(x - 0.2, table["vertex_error_mean_mm"], 0.4, label="vertex error, mean")
-        ax.bar(x + 0.2, table["vertex_error_p95_mm"], 0.4, label="vertex error, 95th pct")
-    ax.plot(x, table["surface_distance_mean_mm"], "k.", label="surface distance, mean")
+    if np.isfinite(column["vertex_error_mean_mm"]).any():
+        ax.bar(x - 0.2, column["vertex_error_mean_mm"], 0.4, label="vertex error, mean")
+        ax.bar(x + 0.2, column["vertex_error_p95_mm"], 0.4, label="vertex error, 95th pct")
+    ax.plot(x, column["surface_distance_mean_mm"], "k.", label="surface distance, mean")
     ax.axhline(1.0, color="r", lw=0.8, ls="--", label="1 mm")
-    ax.set_xticks(x, table["subject"], rotation=90, fontsize=7)
+    ax.set_xticks(x, [r["subject"] for r in table], rotation=90, fontsize=7)
     ax.set_ylabel("mm")
     ax.legend(fontsize=7)
     _save_png(fig, out)
 
 
-def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> pd.DataFrame:
+def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> Rows:
     """Identity verification of the encoder: on held-out pool identities (clean faces) and on the
     cohort's injured renders (the embedding cache; one identity per subject across scar variants/views)."""
     from .encoder import verification_figures
@@ -102,23 +126,24 @@ def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> p
         names += [Path(path).stem] * len(cache["clean"])
     if len(set(names)) >= 2:
         rows.append({"faces": "cohort, injured renders", **verification_figures(np.concatenate(clean), np.array(names))})
-    return pd.DataFrame(rows).round(4)
+    return _rounded(rows, 4)
 
 
 def encoder_figure(encoder_report: str | Path, out) -> None:
     """Training curves of the bootstrap encoder (ArcFace loss, training accuracy per epoch) as PNG."""
     report = json.loads(Path(encoder_report).read_text())
     fig, ax = _figure((6, 3.2))
-    history = pd.DataFrame(report.get("history", []))
-    if history.empty:
+    history = report.get("history", [])
+    if not history:
         ax.text(0.5, 0.5, f"given model, not trained here:\n{report.get('source', '')}", ha="center", va="center",
                 fontsize=8, transform=ax.transAxes)
     else:
-        ax.plot(history["epoch"], history["loss"], "b.-", label="ArcFace loss")
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [h["loss"] for h in history], "b.-", label="ArcFace loss")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         acc = ax.twinx()
-        acc.plot(history["epoch"], history["train_accuracy"], "g.-", label="training accuracy")
+        acc.plot(epochs, [h["train_accuracy"] for h in history], "g.-", label="training accuracy")
         acc.set_ylim(0, 1)
         acc.set_ylabel("accuracy")
         fig.legend(fontsize=7, loc="center right", bbox_to_anchor=(0.85, 0.5))
@@ -127,6 +152,8 @@ def encoder_figure(encoder_report: str | Path, out) -> None:
 
 def learning_curves_figure(base_log, swav_logs: dict, finetune_logs: dict, out) -> None:
     """Loss curves: base model (validation), SwAV (per fraction, with ln K), fine-tuning (train/validation)."""
+    import pandas as pd
+
     fig, _ = _figure((13, 3.6))
     fig.clf()
     axes = fig.subplots(1, 3)
@@ -198,6 +225,8 @@ def error_heatmap_figure(faces: np.ndarray, panels: list[dict], out, vmax_mm: fl
 def stage_table(benchmarks: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stage time and memory from Snakemake's benchmark files (results/benchmarks/{rule}/{job}.tsv):
     jobs, wall time (s: total, mean, max), peak memory (max RSS, MB: mean, max). Also the per-job table."""
+    import pandas as pd
+
     rows = []
     for path in benchmarks:
         path = Path(path)

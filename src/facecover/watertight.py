@@ -14,8 +14,8 @@ FLAME or template topology, a registered scan):
    gaps) and the back plane — with MeshFix's hole filler with refinement
    (pymeshfix `PyTMesh.fill_small_boundaries`), which inserts and fairs new
    vertices so the patches are smooth;
-4. orients faces outward and checks the result is watertight, consistently
-   wound and of positive volume.
+4. checks the result is a closed, consistently wound solid (manifold3d, the
+   exact-geometry kernel the covers are made with) and orients it outward.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymeshfix
-import trimesh
 
 from . import FacecoverError
-from .meshtools import boundary_loops, compact, face_components
+from .meshtools import boundary_loops, compact, face_components, mesh_volume, triangle_areas
 
 FLAME_VERTICES = 5023
 FLAME_EYEBALLS = (range(3931, 4477), range(4477, 5023))
@@ -42,7 +41,7 @@ class WatertightSettings:
 def remove_stray_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Keep the largest connected piece by area (drops eyeballs and debris)."""
     labels = face_components(faces)
-    area = trimesh.triangles.area(vertices[faces])
+    area = triangle_areas(vertices, faces)
     per_component = np.bincount(labels, weights=area)
     keep = labels == per_component.argmax()
     v, f, kept = compact(vertices, faces[keep])
@@ -96,12 +95,25 @@ def make_watertight(vertices: np.ndarray, faces: np.ndarray, settings: Watertigh
             v, f = extrude_rim_to_back_plane(v, f, rim, v[:, 2].min() - settings.back_offset_mm)
             report["closed_with_back_plane"] = True
     v, f = fill_holes(v, f)
-    mesh = trimesh.Trimesh(v, f, process=False)  # merging MeshFix's coincident vertices breaks manifoldness
-    trimesh.repair.fix_normals(mesh)
-    if not (mesh.is_watertight and mesh.is_winding_consistent):
-        raise FacecoverError(f"{name}: could not close the mesh into a watertight solid "
-                             f"({len(boundary_loops(np.asarray(mesh.faces)))} open loops remain)")
-    if mesh.volume <= 0:
-        raise FacecoverError(f"{name}: the closed solid has non-positive volume {mesh.volume:.1f} mm³")
-    report.update(volume_mm3=float(mesh.volume), vertices=len(mesh.vertices), faces=len(mesh.faces))
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces), report
+    status = closed_solid_status(v, f)
+    if status != "NoError":
+        raise FacecoverError(f"{name}: could not close the mesh into a watertight solid ({status}; "
+                             f"{len(boundary_loops(f))} open loops remain)")
+    volume = mesh_volume(v, f)
+    if volume < 0:  # closed and consistently wound, but inside out
+        f, volume = f[:, ::-1], -volume
+    if volume <= 0:
+        raise FacecoverError(f"{name}: the closed solid has non-positive volume {volume:.1f} mm³")
+    report.update(volume_mm3=volume, vertices=len(v), faces=len(f))
+    return v, f, report
+
+
+def closed_solid_status(vertices: np.ndarray, faces: np.ndarray) -> str:
+    """manifold3d's verdict on a triangle mesh (mm) as a solid: "NoError" for a closed, consistently wound
+    2-manifold (MeshFix's coincident vertices are merged by position first, as Manifold does), else the
+    problem's name (e.g. "NotManifold")."""
+    import manifold3d
+
+    mesh = manifold3d.Mesh64(vert_properties=np.ascontiguousarray(vertices, np.float64),
+                             tri_verts=np.ascontiguousarray(faces, np.uint64))
+    return manifold3d.Manifold(mesh).status().name

@@ -11,14 +11,7 @@ from . import load_space, settings_from_json
 
 
 def cmd_summary(args) -> None:
-    from ..files import atomic_path
-    from ..summary import (
-        covers_table,
-        encoder_figure,
-        encoder_table,
-        registration_figure,
-        registration_table,
-    )
+    from ..summary import covers_table, encoder_figure, encoder_table, registration_figure, registration_table, write_csv
 
     if args.kind == "encoder":
         if not args.encoder_report:
@@ -26,8 +19,7 @@ def cmd_summary(args) -> None:
         table = encoder_table(args.encoder_report, args.reports)
     else:
         table = registration_table(args.reports) if args.kind == "registration" else covers_table(args.reports)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, args.out)
     if args.figure:
         (encoder_figure(args.encoder_report, args.figure) if args.kind == "encoder"
          else registration_figure(table, args.figure))
