@@ -78,27 +78,32 @@ def load_mesh_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     PLY files of triangles (what every stage writes) are read with plyfile, without trimesh's import
     cost; anything else goes through `load_mesh`."""
     path = Path(path)
-    if path.suffix.lower() != ".ply" or not path.exists() or path.stat().st_size == 0:
+    arrays = _ply_triangles(path) if path.suffix.lower() == ".ply" and path.is_file() else None
+    if arrays is None:
         mesh = load_mesh(path)
         return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    vertices, faces = arrays
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise FacecoverError(f"{path}: face indices out of range (corrupt mesh)")
+    if not np.all(np.isfinite(vertices)):
+        raise FacecoverError(f"{path}: mesh has non-finite vertex coordinates")
+    return vertices, faces
+
+
+def _ply_triangles(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertices and triangles of a PLY with x, y, z and one face list of triangles; None for anything else
+    (empty, quads, strips, other names, corruption: `load_mesh` then decides)."""
     from plyfile import PlyData
 
     try:
         ply = PlyData.read(str(path))
         xyz = ply["vertex"].data
         vertices = np.stack([xyz["x"], xyz["y"], xyz["z"]], axis=1).astype(np.float64)
-        faces = ply["face"].data[ply["face"].properties[0].name]
-        faces = np.stack(faces).astype(np.int64) if len(faces) else np.zeros((0, 3), np.int64)
-    except Exception:  # other layouts (quads, strips, unusual names, corruption): trimesh decides
-        mesh = load_mesh(path)
-        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0 or len(vertices) < 3:
-        mesh = load_mesh(path)
-        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
-    if faces.min() < 0 or faces.max() >= len(vertices):
-        raise FacecoverError(f"{path}: face indices out of range (corrupt mesh)")
-    if not np.all(np.isfinite(vertices)):
-        raise FacecoverError(f"{path}: mesh has non-finite vertex coordinates")
+        faces = np.stack(ply["face"].data[ply["face"].properties[0].name]).astype(np.int64)
+    except Exception:
+        return None
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(vertices) < 3:
+        return None
     return vertices, faces
 
 

@@ -132,14 +132,13 @@ def face_components(faces: np.ndarray) -> np.ndarray:
     return connected_components(graph @ graph.T, directed=False)[1]
 
 
-def connected_parts(faces: np.ndarray) -> np.ndarray:
-    """Label (n,) of the connected part (triangles sharing a vertex) each vertex of `faces` belongs to."""
-    from scipy.sparse.csgraph import connected_components
-
+def closed_and_consistent(faces: np.ndarray) -> tuple[bool, bool]:
+    """(watertight, consistently wound) by index, as trimesh defines them: every edge is shared by exactly
+    two triangles, and those two traverse it in opposite directions. Coincident vertices are not merged."""
     e = edges_of(faces)
-    n = int(faces.max()) + 1
-    graph = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    count = np.unique(np.sort(e, axis=1), axis=0, return_counts=True)[1]
+    watertight = bool(len(e)) and bool((count == 2).all())
+    return watertight, watertight and len(np.unique(e, axis=0)) == len(e)
 
 
 def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

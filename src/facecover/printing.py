@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 
 from . import FacecoverError
-from .meshtools import RayScene, face_components
+from .meshtools import RayScene, closed_and_consistent, face_components
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def check_printable(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSet
     """Raise FacecoverError naming `name` unless the placed part can be printed; return the checks."""
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     size = mesh.extents
-    checks = {"watertight": bool(mesh.is_watertight), "winding_consistent": bool(mesh.is_winding_consistent)}
+    watertight, consistent = closed_and_consistent(np.asarray(faces))
+    checks = {"watertight": watertight, "winding_consistent": consistent}
     if not checks["watertight"] or not checks["winding_consistent"]:
         raise FacecoverError(f"{name}: not a closed manifold solid (watertight={checks['watertight']}, "
                              f"consistent winding={checks['winding_consistent']})")

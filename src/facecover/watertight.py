@@ -14,8 +14,8 @@ FLAME or template topology, a registered scan):
    gaps) and the back plane — with MeshFix's hole filler with refinement
    (pymeshfix `PyTMesh.fill_small_boundaries`), which inserts and fairs new
    vertices so the patches are smooth;
-4. checks the result is a closed, consistently wound solid (manifold3d, the
-   exact-geometry kernel the covers are made with) and orients it outward.
+4. checks the result is a closed, consistently wound solid (by index: MeshFix's
+   coincident vertices are not merged) and orients it outward.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pymeshfix
 
 from . import FacecoverError
-from .meshtools import boundary_loops, compact, face_components, mesh_volume, triangle_areas
+from .meshtools import boundary_loops, closed_and_consistent, compact, face_components, mesh_volume, triangle_areas
 
 FLAME_VERTICES = 5023
 FLAME_EYEBALLS = (range(3931, 4477), range(4477, 5023))
@@ -95,10 +95,10 @@ def make_watertight(vertices: np.ndarray, faces: np.ndarray, settings: Watertigh
             v, f = extrude_rim_to_back_plane(v, f, rim, v[:, 2].min() - settings.back_offset_mm)
             report["closed_with_back_plane"] = True
     v, f = fill_holes(v, f)
-    status = closed_solid_status(v, f)
-    if status != "NoError":
-        raise FacecoverError(f"{name}: could not close the mesh into a watertight solid ({status}; "
-                             f"{len(boundary_loops(f))} open loops remain)")
+    watertight, consistent = closed_and_consistent(f)
+    if not (watertight and consistent):
+        raise FacecoverError(f"{name}: could not close the mesh into a watertight solid (watertight={watertight}, "
+                             f"consistent winding={consistent}; {len(boundary_loops(f))} open loops remain)")
     volume = mesh_volume(v, f)
     if volume < 0:  # closed and consistently wound, but inside out
         f, volume = f[:, ::-1], -volume
@@ -106,14 +106,3 @@ def make_watertight(vertices: np.ndarray, faces: np.ndarray, settings: Watertigh
         raise FacecoverError(f"{name}: the closed solid has non-positive volume {volume:.1f} mm³")
     report.update(volume_mm3=volume, vertices=len(v), faces=len(f))
     return v, f, report
-
-
-def closed_solid_status(vertices: np.ndarray, faces: np.ndarray) -> str:
-    """manifold3d's verdict on a triangle mesh (mm) as a solid: "NoError" for a closed, consistently wound
-    2-manifold (MeshFix's coincident vertices are merged by position first, as Manifold does), else the
-    problem's name (e.g. "NotManifold")."""
-    import manifold3d
-
-    mesh = manifold3d.Mesh64(vert_properties=np.ascontiguousarray(vertices, np.float64),
-                             tri_verts=np.ascontiguousarray(faces, np.uint64))
-    return manifold3d.Manifold(mesh).status().name

@@ -107,10 +107,10 @@ def cmd_preview(args) -> None:
     save_png(args.out, np.hstack(images).astype(np.uint8))
     if args.out_html:  # the same, to rotate and zoom in a browser (self-contained WebGL page)
         from ..files import atomic_path
-        from ..meshtools import connected_parts, mesh_volume
+        from ..meshtools import face_components, mesh_volume
         from ..viewer import cover_viewer_html
 
-        caption = f"cover {mesh_volume(cover_v, cover_f):.0f} mm³, {connected_parts(cover_f).max() + 1} part(s)"
+        caption = f"cover {mesh_volume(cover_v, cover_f):.0f} mm³, {face_components(cover_f).max() + 1} part(s)"
         page = cover_viewer_html(face_v, face_f, cover_v, cover_f, args.title or args.out, caption)
         with atomic_path(args.out_html) as tmp:
             tmp.write_text(page)
