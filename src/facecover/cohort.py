@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse.linalg as spla
-import trimesh
 from scipy.spatial import Delaunay, cKDTree
 
-from .meshtools import boundary_loops, graph_laplacian, vertex_normals
+from .meshtools import (boundary_loops, compact, face_normals, graph_laplacian, sample_surface, triangle_areas,
+                        vertex_normals)
 from .seeds import person_rng  # noqa: F401  (the cohort's people draw from it)
 from .shape_space import identity_vertices, sample_coefficients
 
@@ -99,11 +99,9 @@ def synthetic_scan(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, rng:
     `uv` is the template's disk parameterization, used to triangulate the
     resampled points with their own Delaunay triangulation.
     """
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
     area_per_point = settings.point_spacing_mm**2 * np.sqrt(3) / 2
-    count = int(mesh.area / area_per_point)
-    points, face_idx = trimesh.sample.sample_surface(mesh, count, seed=int(rng.integers(2**31)))
-    bary = trimesh.triangles.points_to_barycentric(mesh.triangles[face_idx], points)
+    count = int(triangle_areas(vertices, faces).sum() / area_per_point)
+    points, face_idx, bary = sample_surface(vertices, faces, count, seed=int(rng.integers(2**31)))
     p_uv = np.einsum("nk,nkd->nd", bary, uv[faces[face_idx]])
     # relax the random samples towards even spacing: drop points too close to a kept one
     keep = _thin(points, 0.6 * settings.point_spacing_mm)
@@ -113,7 +111,7 @@ def synthetic_scan(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, rng:
     p_uv = np.r_[p_uv, uv[rim]]
     tri = Delaunay(p_uv).simplices
     normals = vertex_normals(vertices, faces)
-    pt_normals = np.r_[mesh.face_normals[face_idx], normals[rim]]
+    pt_normals = np.r_[face_normals(vertices, faces)[face_idx], normals[rim]]
     points = points + rng.normal(0, settings.noise_mm, len(points))[:, None] * pt_normals
     tri = tri[_triangle_ok(points, tri, 6 * settings.point_spacing_mm)]
     for _ in range(settings.holes):
@@ -122,15 +120,13 @@ def synthetic_scan(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, rng:
         inside = np.linalg.norm(points - centre, axis=1) < radius
         tri = tri[~inside[tri].any(axis=1)]
     # orientation: Delaunay in the plane gives consistent winding; match the surface normals
-    scan = trimesh.Trimesh(points, tri, process=False)
-    if np.mean(np.einsum("ij,ij->i", scan.face_normals, pt_normals[tri[:, 0]])) < 0:
+    if np.mean(np.einsum("ij,ij->i", face_normals(points, tri), pt_normals[tri[:, 0]])) < 0:
         tri = tri[:, ::-1]
-    scan = trimesh.Trimesh(points, tri, process=False)
-    scan.remove_unreferenced_vertices()
+    points, tri, _ = compact(points, tri)
     pose = np.eye(4)
     pose[:3, :3] = random_rotation(rng, settings.max_rotation_deg)
     pose[:3, 3] = rng.uniform(-settings.max_translation_mm, settings.max_translation_mm, 3)
-    return np.asarray(scan.vertices) @ pose[:3, :3].T + pose[:3, 3], np.asarray(scan.faces), pose
+    return points @ pose[:3, :3].T + pose[:3, 3], tri, pose
 
 
 def _thin(points: np.ndarray, min_dist: float) -> np.ndarray:
@@ -150,10 +146,12 @@ def _triangle_ok(points: np.ndarray, tri: np.ndarray, max_edge: float) -> np.nda
     return edges.max(axis=1) < max_edge
 
 
-def flame_structured_head(space: dict, vertices: np.ndarray) -> trimesh.Trimesh:
+def flame_structured_head(space: dict, vertices: np.ndarray) -> "trimesh.Trimesh":
     """A test head with FLAME's structure from a face (n, 3) mm: closed with a flat back, a mouth
     opening, a round "neck" opening in the back, and two separate closed eyeball shells (546 vertices
     each, like FLAME's) behind the eyes."""
+    import trimesh
+
     from .template import landmark_positions
     from .watertight import make_watertight
 

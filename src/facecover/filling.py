@@ -37,12 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import trimesh
 from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        DistanceScene, RayScene, neighbour_mean, smoothed_normals, vertex_normals)
+                        DistanceScene, RayScene, mesh_volume, neighbour_mean, smoothed_normals, subdivide,
+                        triangle_areas, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -158,12 +158,10 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
             raise FacecoverError(f"{name}: the wound mask has {wound_mask.size} entries for {n_input} vertices")
         if not wound_mask.any():
             raise FacecoverError(f"{name}: the given wound mask is empty")
-    marked = (wound_mask if given else np.zeros(n_input)).astype(float)[:, None]  # (n, 1): trimesh wants 2-D
+    marked = (wound_mask if given else np.zeros(n_input)).astype(float)
     for _ in range(settings.subdivisions):  # a midpoint belongs to the wound when one of its ends does
-        injured_v, injured_f, attrs = trimesh.remesh.subdivide(injured_v, injured_f,
-                                                               vertex_attributes={"wound": marked})
-        marked = np.ceil(attrs["wound"])
-    marked = marked[:, 0]
+        injured_v, injured_f, carried = subdivide(injured_v, injured_f, marked)
+        marked = np.ceil(carried[:, 0])
     skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
                     if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
@@ -212,7 +210,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     for label in np.unique(labels):
         pf = injured_f[selected][labels == label]
         pv, pf_local, ids = compact(injured_v, pf)
-        area = trimesh.triangles.area(pv[pf_local]).sum()
+        area = triangle_areas(pv, pf_local).sum()
         if area < settings.min_part_area_mm2:
             continue
         outer = untangle(pv, pv + thickness[ids, None] * directions[ids], pf_local)
@@ -220,8 +218,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         length = np.linalg.norm(shift, axis=1)
         outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
         sv, sf = thickened_patch(pv, outer, pf_local)
-        part = trimesh.Trimesh(sv, sf, process=False)
-        parts.append({"area_mm2": float(area), "volume_mm3": float(part.volume),
+        parts.append({"area_mm2": float(area), "volume_mm3": mesh_volume(sv, sf),
                       "max_thickness_mm": float(thickness[ids].max()), "vertices": int(len(ids))})
         parts_v.append(sv)
         parts_f.append(sf + offset)
@@ -263,8 +260,7 @@ def compare_covers(injured_v: np.ndarray, injured_f: np.ndarray, wound: np.ndarr
     h_pred = outer_heights(injured_v[ids], normals[ids], *predicted)
     h_ref = outer_heights(injured_v[ids], normals[ids], *reference)
     gap = np.abs(h_pred - h_ref)
-    v_pred = trimesh.Trimesh(*predicted, process=False).volume
-    v_ref = trimesh.Trimesh(*reference, process=False).volume
+    v_pred, v_ref = mesh_volume(*predicted), mesh_volume(*reference)
     union = (predicted_footprint | reference_footprint).sum()
     return {"outer_surface_mean_mm": float(gap.mean()), "outer_surface_p95_mm": float(np.percentile(gap, 95)),
             "volume_mm3": float(v_pred), "reference_volume_mm3": float(v_ref),

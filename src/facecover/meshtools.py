@@ -1,7 +1,7 @@
 """Small mesh helpers shared by the stages (arrays in, arrays out; mm).
 
-trimesh, Embree and Open3D are imported by the functions that use them, so that a stage which needs none
-of them starts quickly.
+Embree (rays) and libigl (exact closest points, subdivision) are imported by the functions that use them,
+so that a stage which needs neither starts quickly; no helper here imports trimesh or Open3D.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def boundary_vertex_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     return mask
 
 
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normal (m, 3) of each triangle (right-hand rule on its vertex order); zero for a degenerate one."""
+    n = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.divide(n, length, out=np.zeros_like(n, dtype=np.float64), where=length > 0)
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (n, 3)."""
     fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
@@ -97,20 +104,20 @@ class RayScene:
 
 
 class DistanceScene:
-    """A triangle mesh (mm) in Open3D's scene for exact closest-point distance queries, built once."""
+    """A triangle mesh (mm) in libigl's AABB tree for exact closest-point distance queries, built once."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray):
-        import open3d as o3d
+        import igl
 
-        self._o3d = o3d
-        self._scene = o3d.t.geometry.RaycastingScene()
-        self._scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),
-                                  o3d.core.Tensor(np.asarray(faces, np.uint32)))
+        self._v = np.ascontiguousarray(vertices, np.float64)
+        self._f = np.ascontiguousarray(faces, np.int64)
+        self._tree = igl.AABB()
+        self._tree.init(self._v, self._f)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Unsigned distance (n,) mm from each point (n, 3) to the surface."""
-        query = self._o3d.core.Tensor(np.ascontiguousarray(points, np.float32))
-        return self._scene.compute_distance(query).numpy()
+        squared = self._tree.squared_distance(self._v, self._f, np.ascontiguousarray(points, np.float64))[0]
+        return np.sqrt(squared)
 
 
 def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
@@ -145,6 +152,38 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area (m,) mm² of each triangle."""
     e1, e2 = vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]
     return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`count` points uniformly distributed over the surface by area: points (count, 3) mm, the triangle
+    (count,) each lies on and its barycentric coordinates there (count, 3).
+
+    The draw is trimesh.sample.sample_surface's (same seed, same random stream, same points), returning
+    the barycentrics it samples instead of recovering them from the points."""
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(triangle_areas(vertices, faces))
+    face_idx = np.searchsorted(cumulative, rng.random(count) * cumulative[-1])
+    uv = rng.random((count, 2))
+    folded = uv.sum(axis=1) > 1.0  # the far half of the unit square, folded back into the triangle
+    uv[folded] = 1.0 - uv[folded]
+    bary = np.c_[1.0 - uv.sum(axis=1), uv]
+    points = np.einsum("nk,nkd->nd", bary, vertices[faces[face_idx]])
+    return points, face_idx, bary
+
+
+def subdivide(vertices: np.ndarray, faces: np.ndarray, values: np.ndarray | None = None):
+    """Split every triangle into four at its edge midpoints (the surface is unchanged): vertices (n', 3),
+    faces (4m, 3) and, when given, per-vertex `values` (n, k) carried along (a midpoint gets the mean of
+    its edge's two ends). The original vertices come first, in their order."""
+    import igl
+
+    vertices = np.asarray(vertices, np.float64)
+    stacked = vertices if values is None else np.c_[vertices, np.asarray(values, np.float64).reshape(len(vertices), -1)]
+    new, new_faces = igl.upsample(np.ascontiguousarray(stacked), np.ascontiguousarray(faces, np.int64), 1)
+    if values is None:
+        return new, new_faces
+    return new[:, :3], new_faces, new[:, 3:]
 
 
 def mesh_volume(vertices: np.ndarray, faces: np.ndarray) -> float:

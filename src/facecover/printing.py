@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from . import FacecoverError
-from .meshtools import RayScene, closed_and_consistent, face_components
+from .meshtools import RayScene, closed_and_consistent, face_components, face_normals, mesh_volume, sample_surface
 
 
 @dataclass(frozen=True)
@@ -70,13 +69,13 @@ def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000,
     Only rays leaving through a roughly opposite-facing surface count, so
     a ray that grazes out through a part's rim is not taken for a thin wall.
     """
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    points, face_idx = trimesh.sample.sample_surface(mesh, samples, seed=seed)
-    inward = -mesh.face_normals[face_idx]
+    normals = face_normals(vertices, faces)
+    points, face_idx, _ = sample_surface(vertices, faces, samples, seed=seed)
+    inward = -normals[face_idx]
     hit = RayScene(vertices, faces).cast(points + 1e-3 * inward, inward)
     t = hit["t_hit"]
     ok = np.isfinite(t)
-    exit_normal = mesh.face_normals[np.where(ok, hit["triangle"], 0)]
+    exit_normal = normals[np.where(ok, hit["triangle"], 0)]
     across = ok & (np.einsum("ij,ij->i", exit_normal, inward) > 0.7)
     return t[across] + 1e-3
 
@@ -84,15 +83,15 @@ def wall_thickness(vertices: np.ndarray, faces: np.ndarray, samples: int = 4000,
 def check_printable(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSettings, min_thickness_mm: float,
                     name: str) -> dict:
     """Raise FacecoverError naming `name` unless the placed part can be printed; return the checks."""
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    size = mesh.extents
+    used = vertices[np.unique(faces)]
+    size = used.max(axis=0) - used.min(axis=0)
     watertight, consistent = closed_and_consistent(np.asarray(faces))
     checks = {"watertight": watertight, "winding_consistent": consistent}
     if not checks["watertight"] or not checks["winding_consistent"]:
         raise FacecoverError(f"{name}: not a closed manifold solid (watertight={checks['watertight']}, "
                              f"consistent winding={checks['winding_consistent']})")
     labels = face_components(np.asarray(faces))
-    volumes = [trimesh.Trimesh(vertices, faces[labels == k], process=False).volume for k in np.unique(labels)]
+    volumes = [mesh_volume(vertices, faces[labels == k]) for k in np.unique(labels)]
     checks["part_volumes_mm3"] = [float(v) for v in volumes]
     if min(volumes) <= 0:
         raise FacecoverError(f"{name}: a part has non-positive volume ({min(volumes):.2f} mm³): inside-out or flat")

@@ -15,7 +15,8 @@ import numpy as np
 Rows = list[dict]
 
 
-def _rounded(rows: Rows, digits: int) -> Rows:
+def rounded(rows: Rows, digits: int) -> Rows:
+    """The rows with every finite float rounded to `digits` decimals."""
     return [{k: round(v, digits) if isinstance(v, float) and math.isfinite(v) else v for k, v in r.items()}
             for r in rows]
 
@@ -46,7 +47,7 @@ def registration_table(reports: list[str | Path]) -> Rows:
             "units_detected": r["units_detected"],
             "seconds": r["seconds"]["with_io"],
         })
-    return _rounded(rows, 4)
+    return rounded(rows, 4)
 
 
 def covers_table(reports: list[str | Path]) -> Rows:
@@ -66,7 +67,7 @@ def covers_table(reports: list[str | Path]) -> Rows:
             "print_time": gcode.get("print_time", ""),
             "filament_g": gcode.get("filament_g", np.nan),
         })
-    return _rounded(rows, 3)
+    return rounded(rows, 3)
 
 
 def _figure(figsize: tuple[float, float]):
@@ -126,7 +127,7 @@ def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> R
         names += [Path(path).stem] * len(cache["clean"])
     if len(set(names)) >= 2:
         rows.append({"faces": "cohort, injured renders", **verification_figures(np.concatenate(clean), np.array(names))})
-    return _rounded(rows, 4)
+    return rounded(rows, 4)
 
 
 def encoder_figure(encoder_report: str | Path, out) -> None:

@@ -124,11 +124,10 @@ def cmd_infer(args) -> None:
 
 
 def cmd_cover_accuracy(args) -> None:
-    import pandas as pd
-
     from ..files import atomic_path, load_mesh_arrays, load_npz
     from ..filling import compare_covers
     from ..printing import PrinterSettings, check_printable, place_on_bed
+    from ..summary import rounded, write_csv
 
     printer = settings_from_json(PrinterSettings, args.printer)
     rows = []
@@ -149,13 +148,13 @@ def cmd_cover_accuracy(args) -> None:
         except FacecoverError as exc:
             row["print_checks"], row["print_check_failure"] = False, str(exc)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    mean = {"subject": "mean", **table.drop(columns=["subject", "print_checks", "print_check_failure"]).mean(),
-            "print_checks": bool(table["print_checks"].all()), "print_check_failure": ""}
-    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True).round(4)
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
-    print(table.to_string(index=False), file=sys.stderr)
+    measured = [k for k in rows[0] if k not in ("subject", "print_checks", "print_check_failure")]
+    mean = {"subject": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in measured},
+            "print_checks": all(r["print_checks"] for r in rows), "print_check_failure": ""}
+    table = rounded(rows + [mean], 4)
+    write_csv(table, args.out)
+    for row in table:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if k != "print_check_failure" or v), file=sys.stderr)
 
 
 def register(sub) -> None:
