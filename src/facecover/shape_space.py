@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-import trimesh
+
+from .meshtools import triangle_areas
 
 
 
@@ -33,7 +34,7 @@ def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr
     """Cotangent stiffness L (n, n), positive semi-definite, and lumped mass M (n, n) in mm²."""
     n = len(vertices)
     L_rows, L_cols, L_vals = [], [], []
-    area = trimesh.triangles.area(vertices[faces])
+    area = triangle_areas(vertices, faces)
     for k in range(3):
         i, j, o = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3], faces[:, k]
         e1, e2 = vertices[i] - vertices[o], vertices[j] - vertices[o]
