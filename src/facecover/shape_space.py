@@ -29,7 +29,6 @@ import scipy.sparse.linalg as spla
 from .meshtools import triangle_areas
 
 
-
 def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Cotangent stiffness L (n, n), positive semi-definite, and lumped mass M (n, n) in mm²."""
     n = len(vertices)
