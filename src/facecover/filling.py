@@ -41,8 +41,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        DistanceScene, RayScene, mesh_volume, neighbour_mean, smoothed_normals, subdivide,
-                        triangle_areas, vertex_normals)
+                        DistanceScene, RayScene, face_normals, mesh_volume, neighbour_mean, smoothed_normals,
+                        subdivide, triangle_areas, vertex_normals)
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,11 @@ def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene: RaySc
 def untangle(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, iterations: int = 50) -> np.ndarray:
     """Remove folds of the outer surface: where an outer triangle faces away from its skin triangle,
     replace the offsets (outer − inner) around it by their neighbours' mean until none is flipped."""
-    def face_normals(v):
-        n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-        return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
-
-    n_inner = face_normals(inner)
+    n_inner = face_normals(inner, faces)
     mean = neighbour_mean(faces, len(inner))
     offset = outer - inner
     for _ in range(iterations):
-        flipped = np.einsum("ij,ij->i", face_normals(inner + offset), n_inner) < 0.2
+        flipped = np.einsum("ij,ij->i", face_normals(inner + offset, faces), n_inner) < 0.2
         if not flipped.any():
             break
         bad = np.zeros(len(inner), bool)

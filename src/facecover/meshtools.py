@@ -61,16 +61,21 @@ def boundary_vertex_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     return mask
 
 
+def _edge_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(b − a) × (c − a) (m, 3) of each triangle (a, b, c): its normal times twice its area (mm²)."""
+    return np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+
+
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Unit normal (m, 3) of each triangle (right-hand rule on its vertex order); zero for a degenerate one."""
-    n = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    n = _edge_cross(vertices, faces)
     length = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, length, out=np.zeros_like(n, dtype=np.float64), where=length > 0)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (n, 3)."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    fn = _edge_cross(vertices, faces)
     vn = np.zeros_like(vertices, dtype=np.float64)
     for k in range(3):
         np.add.at(vn, faces[:, k], fn)
@@ -150,8 +155,7 @@ def closed_and_consistent(faces: np.ndarray) -> tuple[bool, bool]:
 
 def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area (m,) mm² of each triangle."""
-    e1, e2 = vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]
-    return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
+    return 0.5 * np.linalg.norm(_edge_cross(vertices, faces), axis=1)
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,

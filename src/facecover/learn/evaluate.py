@@ -49,9 +49,9 @@ def align_outside_wound(vertices: np.ndarray, injured: np.ndarray, wound: np.nda
 
 def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area (N,) mm² attributed to each vertex (a third of each adjacent triangle)."""
-    import trimesh
+    from ..meshtools import triangle_areas
 
-    area = trimesh.triangles.area(vertices[faces])
+    area = triangle_areas(vertices, faces)
     out = np.zeros(len(vertices))
     for k in range(3):
         np.add.at(out, faces[:, k], area / 3.0)
