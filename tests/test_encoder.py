@@ -179,6 +179,14 @@ def test_encoder_and_embed_commands(pool_renders, tmp_path):
     assert main(["encoder", "--renders-dir", str(pool_renders), "--settings", settings, "--seed", "1",
                  "--device", "cpu", "--out", str(onnx), "--report", str(report)]) == 0
     assert json.loads(report.read_text())["trained"] is True
+    # arcface.identities: only the first identities of the pool (by name) are trained on
+    groups = identities_in(pool_renders)
+    assert list(identities_in(pool_renders, 4)) == sorted(groups)[:4]
+    limited = json.dumps({"epochs": 1, "batch_size": 8, "width": 8, "identities": 4, "val_fraction": 0})
+    assert main(["encoder", "--renders-dir", str(pool_renders), "--settings", limited, "--seed", "1",
+                 "--device", "cpu", "--out", str(tmp_path / "lim.onnx"), "--report", str(tmp_path / "lim.json")]) == 0
+    lim = json.loads((tmp_path / "lim.json").read_text())
+    assert lim["identities_train"] == 4 and lim["images_train"] == sum(len(groups[n]) for n in sorted(groups)[:4])
     # a given ArcFace file is checked and used as is
     copy, copy_report = tmp_path / "given/arcface.onnx", tmp_path / "given/arcface.json"
     assert main(["encoder", "--model", str(onnx), "--out", str(copy), "--report", str(copy_report)]) == 0

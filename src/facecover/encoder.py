@@ -180,17 +180,21 @@ class EncoderSettings:
     patience: int = 3                # stop when the held-out separation has not improved for this many epochs
     min_epochs: int = 12             # ... but not before this many (0 patience: always train all epochs)
     plateau_delta: float = 0.005     # an improvement smaller than this is a plateau
+    identities: int = 0              # `facecover encoder` trains on the first this many pool identities (0: all)
     augment: AugmentSettings = AugmentSettings()
 
 
-def identities_in(renders_dir: str | Path) -> dict[str, list[Path]]:
-    """Render files per identity in a pool render folder (`{identity}_{view}.png`)."""
+def identities_in(renders_dir: str | Path, limit: int = 0) -> dict[str, list[Path]]:
+    """Render files per identity in a pool render folder (`{identity}_{view}.png`); with `limit`, only the
+    first `limit` identities in name order."""
     groups: dict[str, list[Path]] = {}
     for path in sorted(Path(renders_dir).glob("*_*.png")):
         groups.setdefault(path.stem.rsplit("_", 1)[0], []).append(path)
+    if limit:
+        groups = {name: groups[name] for name in sorted(groups)[:limit]}
     if len(groups) < 4:
         raise FacecoverError(f"{renders_dir}: found {len(groups)} identities with renders; "
-                             "training the encoder needs at least 4 (config cohort.pool_size)")
+                             "training the encoder needs at least 4 (config cohort.pool_size, arcface.identities)")
     return groups
 
 

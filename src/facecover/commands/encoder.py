@@ -34,7 +34,7 @@ def cmd_encoder(args) -> None:
         raise FacecoverError("give --model (an ArcFace ONNX file) or --renders-dir (pool renders to train on)")
     settings = dataclasses.replace(settings_from_json(EncoderSettings, args.settings),
                                    augment=settings_from_json(AugmentSettings, args.augment))
-    groups = identities_in(args.renders_dir)
+    groups = identities_in(args.renders_dir, settings.identities)
     renders = {name: [load_render(p) for p in paths] for name, paths in groups.items()}
     net, report = train_identity_encoder(renders, settings, args.seed, select_device(args.device))
     export_onnx(net, args.out)

@@ -23,25 +23,28 @@ FACE_BREADTH_RANGE_MM = (60.0, 400.0)  # width of a face (or head) in mm; metres
 def pca_decoder(meshes: np.ndarray, components: int) -> dict[str, np.ndarray]:
     """PCA decoder of meshes (P, N, 3) mm: `mean` (N, 3), `basis` (K, N, 3) = direction × std dev,
     `explained_variance_ratio` (K,) and `std_mm` (K,) (the standard deviation of each coefficient's mode, mm)."""
-    meshes = np.asarray(meshes, np.float64)
+    meshes = np.asarray(meshes)
     if meshes.ndim != 3 or meshes.shape[2] != 3:
         raise FacecoverError(f"decoder: meshes must be (P, N, 3), got {meshes.shape}")
     P = len(meshes)
     k = min(int(components), P - 1)
     if k < 1:
         raise FacecoverError(f"decoder: PCA needs at least 2 meshes, got {P}")
-    mean = meshes.mean(axis=0)
-    X = (meshes - mean).reshape(P, -1)
-    # thin SVD of the (P, 3N) data matrix: rows of Vt are the principal directions
-    _, s, Vt = np.linalg.svd(X, full_matrices=False)
-    Vt *= np.sign(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)])[:, None]  # reproducible signs
-    std = s / np.sqrt(P - 1)
-    variance = std**2
+    X = meshes.reshape(P, -1).astype(np.float64)  # (P, 3N), centred in place
+    mean = X.mean(axis=0)
+    X -= mean
+    # principal directions from the (P, P) Gram matrix: X Xᵀ = U diag(s²) Uᵀ, and direction_k × s_k = U_kᵀ X,
+    # so basis_k = U_kᵀ X / sqrt(P − 1) (memory of one copy of the data, not the SVD's three)
+    s2, U = np.linalg.eigh(X @ X.T)
+    top = np.argsort(s2)[::-1][:k]
+    basis = (U[:, top].T @ X) / np.sqrt(P - 1)
+    basis *= np.sign(basis[np.arange(k), np.abs(basis).argmax(axis=1)])[:, None]  # reproducible signs
+    variance = np.maximum(s2[top], 0.0) / (P - 1)
     return {
-        "mean": mean,
-        "basis": (Vt[:k] * std[:k, None]).reshape(k, -1, 3),
-        "explained_variance_ratio": variance[:k] / variance.sum(),
-        "std_mm": std[:k],
+        "mean": mean.reshape(-1, 3),
+        "basis": basis.reshape(k, -1, 3),
+        "explained_variance_ratio": variance / (np.einsum("ij,ij->", X, X) / (P - 1)),
+        "std_mm": np.sqrt(variance),
     }
 
 

@@ -188,7 +188,8 @@ def weighted_ridge(features: np.ndarray, y: np.ndarray, targets: np.ndarray, dec
     mean = np.asarray(decoder["mean"], np.float64).reshape(-1)
     w = np.asarray(vertex_weights, np.float64)
     w3 = np.repeat(w, 3)
-    C = (((np.asarray(targets, np.float64).reshape(len(targets), -1) - mean) * w3) @ B.T)[y]  # (M, K)
+    flat = np.asarray(targets).reshape(len(targets), -1)
+    C = np.concatenate([((flat[i:i + 256] - mean) * w3) @ B.T for i in range(0, len(flat), 256)])[y]  # (M, K)
     G = (B * w3) @ B.T
     phi_mean, c_mean = features.mean(axis=0), C.mean(axis=0)
     Phi = features - phi_mean
@@ -197,7 +198,7 @@ def weighted_ridge(features: np.ndarray, y: np.ndarray, targets: np.ndarray, dec
     R = Q.T @ (Phi.T @ (C - c_mean)) @ P
     z_mean = np.linalg.solve(G, c_mean)
     fv, yv, Tv = val
-    Tv = np.asarray(Tv, np.float64).reshape(len(Tv), -1)
+    Tv = np.asarray(Tv).reshape(len(Tv), -1)  # float32 stays float32; rows are upcast per batch
     best = None
     for alpha in alphas:
         lam = alpha * max(lam_s.mean(), 1e-12) * lam_g.mean()
