@@ -29,6 +29,14 @@ def test_pca_decoder_reproduces_a_pool_face_from_its_coefficients(space):
     # coefficients of pool faces are standard-normal-ish: the basis carries the standard deviations
     z = np.stack([coefficients_of(decoder, f) for f in faces])
     assert np.allclose(z.std(axis=0, ddof=1), 1.0, atol=1e-6)
+    # the same leading modes as the SVD of the centred data (up to sign), also when truncated
+    X = (faces - faces.mean(axis=0)).reshape(len(faces), -1)
+    _, sv, Vt = np.linalg.svd(X, full_matrices=False)
+    three = pca_decoder(faces.astype(np.float32), 3)
+    scaled = (Vt[:3] * (sv[:3] / np.sqrt(len(faces) - 1))[:, None]).reshape(three["basis"].shape)
+    signs = np.sign(np.einsum("knc,knc->k", scaled, three["basis"]))
+    assert np.allclose(three["basis"], scaled * signs[:, None, None], atol=1e-4)
+    assert np.allclose(three["explained_variance_ratio"], sv[:3] ** 2 / (sv**2).sum())
 
 
 def test_user_decoder_checked_for_shape_and_units(space, tmp_path):
