@@ -35,7 +35,8 @@ def pca_decoder(meshes: np.ndarray, components: int) -> dict[str, np.ndarray]:
     X -= mean
     # principal directions from the (P, P) Gram matrix: X Xᵀ = U diag(s²) Uᵀ, and direction_k × s_k = U_kᵀ X,
     # so basis_k = U_kᵀ X / sqrt(P − 1) (memory of one copy of the data, not the SVD's three)
-    s2, U = np.linalg.eigh(X @ X.T)
+    gram = X @ X.T
+    s2, U = np.linalg.eigh(gram)
     top = np.argsort(s2)[::-1][:k]
     basis = (U[:, top].T @ X) / np.sqrt(P - 1)
     basis *= np.sign(basis[np.arange(k), np.abs(basis).argmax(axis=1)])[:, None]  # reproducible signs
@@ -43,7 +44,7 @@ def pca_decoder(meshes: np.ndarray, components: int) -> dict[str, np.ndarray]:
     return {
         "mean": mean.reshape(-1, 3),
         "basis": basis.reshape(k, -1, 3),
-        "explained_variance_ratio": variance / (np.einsum("ij,ij->", X, X) / (P - 1)),
+        "explained_variance_ratio": variance / (np.trace(gram) / (P - 1)),  # trace: the total variance × (P − 1)
         "std_mm": np.sqrt(variance),
     }
 
