@@ -16,6 +16,9 @@ registration holds on other faces. These faces are made another way, from the te
 * ``dense`` — resampled to about 50 k or 300 k vertices;
 * ``units`` — written in metres, centimetres or inches.
 
+`warped_faces` makes whole healthy faces the same way (random warps and stretches of the template), for the
+learning benchmark's held-out subjects.
+
 Every case carries `truth` (7160, 3): where each template vertex is on that face, in the scan's frame and
 units of mm — the true correspondence. Cases combine with a random pose and scanner noise.
 """
@@ -90,6 +93,24 @@ def shaped_faces(space: dict, seed: int = 0) -> dict[str, np.ndarray]:
         scaled = v.copy()
         scaled[:, 0] *= factor
         out[name] = scaled
+    return out
+
+
+def warped_faces(space: dict, count: int, seed: int = 0, amplitude_mm: float = 2.0,
+                 stretch: float = 0.06) -> np.ndarray:
+    """`count` healthy faces (count, N, 3) mm in template topology and canonical pose, made another way than
+    the shape space's people: the template warped by random smooth 3-D fields of Gaussian bumps at two
+    scales (8 broad bumps 30-60 mm wide up to `amplitude_mm`, 16 tighter ones 12-25 mm wide up to half of
+    it), then stretched along width, height and depth by independent factors within 1 ± `stretch`; the
+    rigid part of the change is removed. Face i depends only on (seed, i)."""
+    v = np.asarray(space["vertices"], np.float64)
+    centre = v.mean(axis=0)
+    out = np.empty((count, *v.shape))
+    for i in range(count):
+        rng = _rng(seed, f"warped{i:04d}")
+        d = rbf_warp(v, rng, 8, amplitude_mm, (30.0, 60.0)) + rbf_warp(v, rng, 16, amplitude_mm / 2, (12.0, 25.0))
+        stretched = centre + (v + d - centre) * rng.uniform(1 - stretch, 1 + stretch, 3)
+        out[i] = v + _remove_rigid(stretched - v, v)
     return out
 
 
