@@ -11,7 +11,8 @@ encoder) and evaluation (`facecover evaluate`, the run's checkpoints) as the coh
   spread (their mean-face error is about the same) but mostly outside the decoder's span.
 
 The healthy meshes are the true faces (no scan, no registration), in both sets alike. Printed per set:
-how far the faces lie from the decoder's span (the floor of any decoder-based row), and every method's
+how far the faces lie from the decoder's span (the floor of any decoder-based row), how well the encoder
+tells the set's people apart (verification over their test renders), and every method's
 face MAE, wound MAE and mean wound IoU, beside the run's own table. A final table gives, for each
 set, the image-only row against the injured face and shape-model completion.
 
@@ -33,6 +34,7 @@ import yaml
 
 from facecover.cli import main as facecover
 from facecover.cohort import population
+from facecover.encoder import verification_figures
 from facecover.files import load_npz, save_mesh
 from facecover.heldout import warped_faces
 from facecover.learn.decoder import coefficients_of, decode, load_decoder
@@ -117,6 +119,16 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index("method")
 
 
+def encoder_figures(root: Path) -> dict:
+    """The run's encoder on a set's test renders (clean crops; each person seen injured in several ways and
+    from several views): verification over all pairs, as `results/encoder/arcface.json` reports it."""
+    from facecover.learn.data import load_embeddings, read_split, subjects_in
+
+    test = subjects_in(read_split(root / "splits.csv"), "test")
+    caches = [load_embeddings(root / f"embeddings/{s}.npz")["clean"] for s in test]
+    return verification_figures(np.concatenate(caches), np.repeat(np.arange(len(test)), [len(c) for c in caches]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--faces", type=int, default=12, help="held-out people per set (the first --val choose the "
@@ -149,9 +161,12 @@ def main() -> None:
             make_subjects(root, faces, name.replace("-", ""), args.val, config, space_path)
             tables[name] = summary(evaluate(root, [*experiments, *BASELINES], config))
             mean_err, span_err = span_error(decoder, faces[args.val:], face_mask)
+            enc = encoder_figures(root)
             print(f"\n{name}: {args.faces - args.val} test people ({args.val} val), made, scored in "
                   f"{time.perf_counter() - t0:.0f} s; mean face {mean_err:.3f} mm from them, the decoder's span "
-                  f"{span_err:.3f} mm (facial vertices)")
+                  f"{span_err:.3f} mm (facial vertices); the encoder on their {enc['images']} test renders: cosine "
+                  f"same/different person {enc['cosine_same']:.3f}/{enc['cosine_different']:.3f}, verification "
+                  f"AUC {enc['verification_auc']:.4f}, rank-1 {enc['rank1_identification']:.3f}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
