@@ -139,8 +139,8 @@ def main() -> None:
     args = ap.parse_args()
     if not (R / "metrics/table.csv").exists():
         raise SystemExit("bench/learning_heldout.py reads the default run's results: run `make run` first")
-    if not 0 < args.val < args.faces:
-        raise SystemExit("--val must be at least 1 and below --faces")
+    if not 0 < args.val <= args.faces - 2:
+        raise SystemExit("--val must be at least 1, and leave at least 2 of --faces to score")
     config = yaml.safe_load(Path("config.yaml").read_text())
     space_path = R / "model/face_space.npz"
     space = load_npz(space_path)
