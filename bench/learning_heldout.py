@@ -67,12 +67,12 @@ def span_error(decoder: dict, faces: np.ndarray, face_mask: np.ndarray) -> tuple
     return float(np.mean(mean)), float(np.mean(span))
 
 
-def make_subjects(root: Path, faces: np.ndarray, prefix: str, n_val: int, config: dict, space_path: Path) -> None:
+def make_subjects(root: Path, faces: np.ndarray, prefix: str, n_val: int, config: dict, space: dict,
+                  space_path: Path) -> None:
     """Healthy meshes, split, scars, renders and embedding caches of held-out subjects, as the workflow
     writes them for the cohort (results/registered, splits.csv, scars/, renders/, embeddings/)."""
     from tqdm import tqdm
 
-    space = load_npz(space_path)
     names = [f"{prefix}{i + 1:02d}" for i in range(len(faces))]
     variants = [f"{i:02d}" for i in range(config["scars"]["variants_per_subject"])]
     stems = [f"{v}_{k}" for v in variants for k in range(config["render"]["views"])]
@@ -159,7 +159,7 @@ def main() -> None:
                 shutil.rmtree(root)
             (root / "metrics").mkdir(parents=True)
             t0 = time.perf_counter()
-            make_subjects(root, faces, name.replace("-", ""), args.val, config, space_path)
+            make_subjects(root, faces, name.replace("-", ""), args.val, config, space, space_path)
             tables[name] = summary(evaluate(root, [*experiments, *BASELINES], config))
             mean_err, span_err = span_error(decoder, faces[args.val:], face_mask)
             enc = encoder_figures(root)
