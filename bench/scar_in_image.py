@@ -77,6 +77,8 @@ def main() -> None:
     split = read_split(R / "splits.csv")
     table = pd.read_csv(R / "metrics/table.csv").set_index("method")
     experiments = [m for m in table.index if Path(R / f"checkpoints/recon_{m}.pt").exists()]
+    if not experiments:
+        raise SystemExit(f"no checkpoint of the table's experiments in {R / 'checkpoints'}: run `make run` first")
     nets = {m: load_mapping(R / f"checkpoints/recon_{m}.pt", len(decoder["basis"]))[0] for m in experiments}
     rows = []
     work = Path(tempfile.mkdtemp(prefix="facecover-scar-in-image-"))
