@@ -218,6 +218,11 @@ def test_stages_write_checkpoints_logs_and_table(learned, workspace):
     for column in ("iou_forehead", "iou_nose", "iou_cheeks", "iou_mouth", "iou_chin", "iou_eyes",
                    "wound_mae_small_mm", "wound_mae_large_mm", "truth_face_mae_mm", "surface_distance_mm"):
         assert column in table
+    per_image = pd.read_csv(learned / "nossl_test.csv")
+    frontal = per_image[per_image["view"] == 0]
+    assert len(frontal) == 4  # the frontal view of each variant
+    assert row.loc["nossl", "face_mae_frontal_mm"] == pytest.approx(frontal.face_mae_mm.mean(), abs=1e-4)
+    assert row.loc["nossl", "wound_mae_frontal_mm"] == pytest.approx(frontal.wound_mae_mm.mean(), abs=1e-4)
     log = pd.read_csv(learned / "swav_0.5.csv")
     assert list(log.columns[:3]) == ["epoch", "loss", "prototypes_used"] and len(log) == 3
     swav = load_checkpoint(learned / "swav_0.5.pt", "swav")

@@ -8,6 +8,8 @@ healthy registered mesh (and the true mesh where one exists):
 * face MAE / RMSE — per-vertex distance (mm) over the facial regions
   (forehead, nose, cheeks, mouth, chin, eyes; not the outer rim);
 * wound MAE — the same inside the scar mask (the error a cover inherits);
+  both MAEs also over the frontal images alone (view 0, as a clinician
+  would photograph the patient and as the fit uses);
 * surface distance — mean distance (mm) from the reconstruction's facial
   vertices to the healthy surface (insensitive to sliding along it);
 * wound IoU per region — predicted wound = vertices where the aligned
@@ -25,6 +27,7 @@ from .. import FacecoverError
 IOU_REGIONS = {"forehead": ("forehead",), "nose": ("nose",), "cheeks": ("cheek_left", "cheek_right"),
                "mouth": ("mouth",), "chin": ("chin",), "eyes": ("eyes",)}
 WOUND_SIZES = ("small", "medium", "large")
+FRONTAL_VIEW = "0"  # render view 0 is frontal; the others turn the head by up to 15 degrees
 
 
 def rigid_transform(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,13 +138,17 @@ def score_subject(subject: str, reconstructions: list[tuple[str, np.ndarray]], h
 
 def summary_row(method: str, per_image: pd.DataFrame, size_edges: np.ndarray) -> dict:
     """One table row from a method's per-image metrics: means, wound MAE per wound-size tertile
-    (edges in mm² from all test images) and IoU per region pooled over the images."""
+    (edges in mm² from all test images), face and wound MAE over the frontal images, and IoU per region
+    pooled over the images."""
     row = {"method": method, "images": int(len(per_image))}
     for col in ("face_mae_mm", "face_rmse_mm", "wound_mae_mm", "surface_distance_mm"):
         row[col] = per_image[col].mean()
     size = np.digitize(per_image["wound_area_mm2"], size_edges)
     for i, name in enumerate(WOUND_SIZES):
         row[f"wound_mae_{name}_mm"] = per_image.loc[size == i, "wound_mae_mm"].mean()
+    frontal = per_image["view"].astype(str) == FRONTAL_VIEW  # what a clinician photographs, and the fit uses
+    for col in ("face_mae_mm", "wound_mae_mm"):
+        row[col.replace("_mm", "_frontal_mm")] = per_image.loc[frontal, col].mean()
     for key in IOU_REGIONS:
         union = per_image[f"union_{key}"].sum()
         row[f"iou_{key}"] = per_image[f"inter_{key}"].sum() / union if union else np.nan
