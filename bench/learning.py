@@ -33,6 +33,7 @@ from facecover.learn.decoder import load_decoder
 from facecover.learn.network import load_mapping
 from facecover.learn.swav import SwavSettings, pretrain_trunk
 from facecover.learn.train import TrainSettings, train_mapping
+from stages import settings
 
 R = Path("results")
 LEARNING_RULES = ("decoder", "base", "swav", "finetune", "fit_noise", "evaluate_experiment", "evaluate_experiment_fit",
@@ -56,7 +57,6 @@ def pool_scaling(config: dict, space: dict, decoder: dict, weights: np.ndarray, 
     """Image-only accuracy on the test subjects against the number of pool identities the base model learns
     from: extra identities (same shape space, seeded) are rendered and embedded with the run's encoder, the
     closed-form base model is fitted on the first N, and scored like the `nossl` row (no fine-tuning)."""
-    import json
     import subprocess
     import sys
     import tempfile
@@ -68,8 +68,8 @@ def pool_scaling(config: dict, space: dict, decoder: dict, weights: np.ndarray, 
 
     facecover = str(Path(sys.executable).parent / "facecover")
     n_max = max(sizes)
-    render = json.dumps(config["render"], sort_keys=True)
-    augment = json.dumps({k: v for k, v in config["embed"].items() if k != "augmentations"}, sort_keys=True)
+    render = settings(config, "render")
+    augment = settings(config, "embed", "augmentations")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         for cmd in (["pool", "--space", str(R / "model/face_space.npz"), "--count", str(n_max), "--seed",

@@ -22,7 +22,6 @@ set, the image-only row against the injured face and shape-model completion.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -32,27 +31,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from facecover.cli import main as facecover
 from facecover.cohort import population
 from facecover.encoder import verification_figures
 from facecover.files import load_npz, save_mesh
 from facecover.heldout import warped_faces
 from facecover.learn.decoder import coefficients_of, decode, load_decoder
 from facecover.learn.evaluate import region_masks, rigid_transform
+from stages import run, settings
 
 R = Path("results")
 BASELINES = ("mean", "injured", "completion", "meanface+fit")
 IOU = ("iou_forehead", "iou_nose", "iou_cheeks", "iou_mouth", "iou_chin", "iou_eyes")
-
-
-def run(*argv: str) -> None:
-    if facecover([str(a) for a in argv]) != 0:
-        raise SystemExit(f"facecover {argv[0]} failed (see above)")
-
-
-def settings(config: dict, block: str, *skip: str) -> str:
-    """A config block as a stage's --settings JSON (what workflow/rules/common.smk's settings_json passes)."""
-    return json.dumps({k: v for k, v in config[block].items() if k not in skip}, sort_keys=True)
 
 
 def span_error(decoder: dict, faces: np.ndarray, face_mask: np.ndarray) -> tuple[float, float]:

@@ -18,7 +18,6 @@ against the healthy registered mesh, mm). Printed per experiment and set:
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from facecover.cli import main as facecover
+from facecover.commands import settings_from_json
 from facecover.files import load_mesh_arrays, load_npz
 from facecover.learn.data import load_embeddings, read_split, subjects_in
 from facecover.learn.decoder import decode, load_decoder
@@ -35,13 +34,10 @@ from facecover.learn.evaluate import align_outside_wound, region_masks
 from facecover.learn.network import load_mapping
 from facecover.learn.train import predict_coefficients
 from facecover.meshtools import smoothed_normals
+from facecover.scars import ScarSettings
+from stages import run, settings
 
 R = Path("results")
-
-
-def run(*argv) -> None:
-    if facecover([str(a) for a in argv]) != 0:
-        raise SystemExit(f"facecover {argv[0]} failed (see above)")
 
 
 def uninjured_embeddings(subject: str, healthy_ply: Path, variants: list[str], stems: list[str], config: dict,
@@ -52,11 +48,10 @@ def uninjured_embeddings(subject: str, healthy_ply: Path, variants: list[str], s
     for v in variants:  # `facecover render` draws a variant's views from (seed, subject/variant) only
         shutil.copyfile(healthy_ply, scars / f"{v}.ply")
     run("render", "--space", R / "model/face_space.npz", "--scars-dir", scars, "--subject", subject,
-        "--variants", *variants, "--settings", json.dumps(config["render"], sort_keys=True), "--seed", config["seed"],
+        "--variants", *variants, "--settings", settings(config, "render"), "--seed", config["seed"],
         "--out-dir", work / "renders" / subject)
-    augment = {k: v for k, v in config["embed"].items() if k != "augmentations"}
     run("embed", "--encoder", R / "encoder/arcface.onnx", "--renders-dir", work / "renders" / subject,
-        "--stems", *stems, "--augmentations", 0, "--augment", json.dumps(augment, sort_keys=True),
+        "--stems", *stems, "--augmentations", 0, "--augment", settings(config, "embed", "augmentations"),
         "--seed", config["seed"], "--device", "cpu", "--out", work / f"{subject}.npz")
     return load_embeddings(work / f"{subject}.npz")
 
@@ -75,8 +70,10 @@ def main() -> None:
     decoder = load_decoder(R / "model/decoder.npz", n)
     face = region_masks(space["regions"], space["region_names"])["face"]
     split = read_split(R / "splits.csv")
+    # the normals the scars were displaced along (`facecover scars` reads the same block)
+    scar_settings = settings_from_json(ScarSettings, settings(config, "scars", "variants_per_subject"))
     table = pd.read_csv(R / "metrics/table.csv").set_index("method")
-    experiments = [m for m in table.index if Path(R / f"checkpoints/recon_{m}.pt").exists()]
+    experiments = [m for m in table.index if (R / f"checkpoints/recon_{m}.pt").exists()]
     if not experiments:
         raise SystemExit(f"no checkpoint of the table's experiments in {R / 'checkpoints'}: run `make run` first")
     nets = {m: load_mapping(R / f"checkpoints/recon_{m}.pt", len(decoder["basis"]))[0] for m in experiments}
@@ -90,7 +87,7 @@ def main() -> None:
                 variants = sorted({x.rsplit("_", 1)[0] for x in stems})
                 healthy_ply = R / f"registered/{s}.ply"
                 healthy = load_mesh_arrays(healthy_ply)[0]
-                normals = smoothed_normals(healthy, space["faces"], config["scars"].get("normal_smoothing_mm", 4.0))
+                normals = smoothed_normals(healthy, space["faces"], scar_settings.normal_smoothing_mm)
                 uninjured = uninjured_embeddings(s, healthy_ply, variants, stems, config, work)
                 if [str(x) for x in uninjured["stem"]] != stems:
                     raise SystemExit(f"{s}: the uninjured renders do not match the injured ones")

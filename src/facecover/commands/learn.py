@@ -252,7 +252,7 @@ def cmd_evaluate(args) -> None:
     from ..files import atomic_path, load_npz
     from ..learn.data import load_embeddings, read_split, subjects_in
     from ..learn.decoder import decode, load_decoder
-    from ..learn.evaluate import region_masks, score_subject, shape_completion
+    from ..learn.evaluate import FRONTAL_VIEW, region_masks, score_subject, shape_completion
     from ..learn.infer import fit_healthy_face, mesh_operators
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
@@ -296,7 +296,7 @@ def cmd_evaluate(args) -> None:
             truth = load_npz(Path(args.truth_dir) / f"{s}.npz")["vertices"]
         if with_fit:  # one image per variant: its frontal view, as a print would use
             ops = mesh_operators(healthy, space["faces"])
-            frontal = [i for i, x in enumerate(stems) if x.rsplit("_", 1)[1] == "0"]
+            frontal = [i for i, x in enumerate(stems) if x.rsplit("_", 1)[1] == FRONTAL_VIEW]
             z = predict_coefficients(net, cache["clean"][frontal]) if net is not None else [None] * len(frontal)
             stems = [stems[i] for i in frontal]
             recon = [fit_healthy_face(decoder, scars[x.rsplit("_", 1)[0]]["injured"], space["faces"], zi, noise,
