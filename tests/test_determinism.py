@@ -7,9 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from facecover.cohort import person_rng, person_vertices
 from facecover.files import save_mesh
 

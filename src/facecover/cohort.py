@@ -15,6 +15,7 @@ few small holes, and placed in a random rigid pose. Millimetres throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -22,8 +23,11 @@ from scipy.spatial import Delaunay, cKDTree
 
 from .meshtools import (boundary_loops, compact, face_normals, graph_laplacian, sample_surface, triangle_areas,
                         vertex_normals)
-from .seeds import person_rng  # noqa: F401  (the cohort's people draw from it)
+from .seeds import person_rng
 from .shape_space import identity_vertices, sample_coefficients
+
+if TYPE_CHECKING:  # annotations only: trimesh is imported where a mesh is made
+    import trimesh
 
 
 def person_vertices(space: dict, rng: np.random.Generator, with_detail: bool) -> np.ndarray:
@@ -146,7 +150,7 @@ def _triangle_ok(points: np.ndarray, tri: np.ndarray, max_edge: float) -> np.nda
     return edges.max(axis=1) < max_edge
 
 
-def flame_structured_head(space: dict, vertices: np.ndarray) -> "trimesh.Trimesh":
+def flame_structured_head(space: dict, vertices: np.ndarray) -> trimesh.Trimesh:
     """A test head with FLAME's structure from a face (n, 3) mm: closed with a flat back, a mouth
     opening, a round "neck" opening in the back, and two separate closed eyeball shells (546 vertices
     each, like FLAME's) behind the eyes."""

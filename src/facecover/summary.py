@@ -9,8 +9,12 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: pandas is imported by the functions that use it
+    import pandas as pd
 
 Rows = list[dict]
 

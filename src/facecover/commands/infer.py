@@ -124,7 +124,7 @@ def cmd_infer(args) -> None:
 
 
 def cmd_cover_accuracy(args) -> None:
-    from ..files import atomic_path, load_mesh_arrays, load_npz
+    from ..files import load_mesh_arrays, load_npz
     from ..filling import compare_covers
     from ..printing import PrinterSettings, check_printable, place_on_bed
     from ..summary import rounded, write_csv
