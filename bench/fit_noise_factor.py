@@ -28,26 +28,25 @@ import yaml
 from facecover.files import load_mesh_arrays, load_npz
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
-from facecover.learn.evaluate import align_outside_wound, region_masks
+from facecover.learn.evaluate import FRONTAL_VIEW, IOU_REGIONS, region_masks, score_subject
 from facecover.learn.infer import FitSettings, fit_healthy_face, fit_noise, mesh_operators
 
 R = Path("results")
-REGIONS = ("forehead", "nose", "cheeks", "mouth", "chin", "eyes")
+REGIONS = tuple(IOU_REGIONS)
 
 
-def scar_cases(root: Path, split: str, faces: np.ndarray) -> tuple[list, list]:
-    """The scar variants of `split`'s subjects under root/{splits.csv, registered/, scars/}:
-    [(name, healthy (N, 3) mm, mesh operators, injured (N, 3) mm, wound (N,) bool)], and the subjects'
-    [(name, healthy, operators)]."""
-    cases, people = [], []
+def scar_people(root: Path, split: str, faces: np.ndarray) -> list[tuple]:
+    """`split`'s people under root/{splits.csv, registered/, scars/}: [(subject, healthy (N, 3) mm, mesh
+    operators, {variant: {"injured": (N, 3) mm, "mask": (N,) bool}})]."""
+    out = []
     for s in subjects_in(read_split(root / "splits.csv"), split):
         healthy = load_mesh_arrays(root / f"registered/{s}.ply")[0]
-        ops = mesh_operators(healthy, faces)
-        people.append((s, healthy, ops))
+        scars = {}
         for path in sorted((root / f"scars/{s}").glob("*.ply")):
-            wound = load_npz(path.with_suffix(".npz"))["mask"].astype(bool)
-            cases.append((f"{s}/{path.stem}", healthy, ops, load_mesh_arrays(path)[0], wound))
-    return cases, people
+            scars[path.stem] = {"injured": load_mesh_arrays(path)[0],
+                                "mask": load_npz(path.with_suffix(".npz"))["mask"].astype(bool)}
+        out.append((s, healthy, mesh_operators(healthy, faces), scars))
+    return out
 
 
 def candidate(text: str) -> dict:
@@ -66,20 +65,21 @@ def candidate(text: str) -> dict:
     return out
 
 
-def score(cases: list, decoder: dict, faces: np.ndarray, noise: np.ndarray, settings: FitSettings,
+def score(people: list[tuple], decoder: dict, faces: np.ndarray, noise: np.ndarray, settings: FitSettings,
           masks: dict, threshold_mm: float) -> tuple[list[float], float]:
-    """IoU per region (pooled over the cases) and the mean wound MAE (mm) of the fit with the mean face as
-    prior, scored like `facecover evaluate`."""
-    inter, union, wound_mae = dict.fromkeys(REGIONS, 0), dict.fromkeys(REGIONS, 0), []
-    for name, healthy, ops, injured, wound in cases:
-        fit = fit_healthy_face(decoder, injured, faces, None, noise, settings, operators=ops, name=name)
-        aligned = align_outside_wound(fit["healthy"], injured, wound)
-        predicted = np.linalg.norm(aligned - injured, axis=1) > threshold_mm
-        for r in REGIONS:
-            inter[r] += int((predicted & wound & masks[r]).sum())
-            union[r] += int(((predicted | wound) & masks[r]).sum())
-        wound_mae.append(np.linalg.norm(aligned - healthy, axis=1)[wound].mean())
-    return [inter[r] / union[r] if union[r] else float("nan") for r in REGIONS], float(np.mean(wound_mae))
+    """IoU per region (pooled over the scar variants) and the mean wound MAE (mm) of the fit with the mean face
+    as prior, scored by `facecover evaluate`'s protocol (`score_subject`)."""
+    rows = []
+    for s, healthy, ops, scars in people:
+        fits = [(f"{v}_{FRONTAL_VIEW}", fit_healthy_face(decoder, sc["injured"], faces, None, noise, settings,
+                                                         operators=ops, name=f"{s}/{v}")["healthy"])
+                for v, sc in scars.items()]
+        rows += score_subject(s, fits, healthy, faces, scars, masks, threshold_mm)
+    iou = []
+    for k in REGIONS:
+        union = sum(r[f"union_{k}"] for r in rows)
+        iou.append(sum(r[f"inter_{k}"] for r in rows) / union if union else float("nan"))
+    return iou, float(np.mean([r["wound_mae_mm"] for r in rows]))
 
 
 def main() -> None:
@@ -100,10 +100,10 @@ def main() -> None:
     masks = region_masks(space["regions"], space["region_names"])
     threshold = config["evaluate"]["wound_threshold_mm"]
 
-    sets = {f"cohort '{args.split}' subjects": scar_cases(R, args.split, faces)}
+    sets = {f"cohort '{args.split}' subjects": scar_people(R, args.split, faces)}
     if args.heldout:
         for folder in sorted(p for p in Path(args.heldout).iterdir() if (p / "splits.csv").exists()):
-            sets[f"held-out {folder.name} 'val' people"] = scar_cases(folder, "val", faces)
+            sets[f"held-out {folder.name} 'val' people"] = scar_people(folder, "val", faces)
     candidates = [{"noise_factor": f} for f in args.factors] + [candidate(t) for t in args.set]
     if any(c.get("noise") == "registered" for c in candidates):
         train = subjects_in(read_split(R / "splits.csv"), "train")
@@ -112,16 +112,16 @@ def main() -> None:
     print("fit noise (median mm): " + ", ".join(f"{k} {np.median(v):.4f}" for k, v in noises.items()))
     print(f"config fit block: {config['fit']}")
 
-    for set_name, (cases, people) in sets.items():
-        print(f"\n{set_name}: {len(cases)} scar variants of {len(people)} people")
+    for set_name, people in sets.items():
+        print(f"\n{set_name}: {sum(len(p[3]) for p in people)} scar variants of {len(people)} people")
         print(f"{'candidate':40s}  " + "  ".join(f"{r:>8s}" for r in REGIONS)
               + "  min IoU  mean IoU  wound MAE mm  false wound on the uninjured face mm²")
         for cand in candidates:
             settings = FitSettings(**(config["fit"] | {k: v for k, v in cand.items() if k != "noise"}))
             noise = noises[cand.get("noise", "pool")]
-            iou, wound_mae = score(cases, decoder, faces, noise, settings, masks, threshold)
+            iou, wound_mae = score(people, decoder, faces, noise, settings, masks, threshold)
             false_area = np.mean([fit_healthy_face(decoder, healthy, faces, None, noise, settings, operators=ops,
-                                                   name=name)["wound_area_mm2"] for name, healthy, ops in people])
+                                                   name=s)["wound_area_mm2"] for s, healthy, ops, _ in people])
             label = ",".join(f"{k}={v:g}" if k != "noise" else f"noise={v}" for k, v in cand.items())
             print(f"{label:40s}  " + "  ".join(f"{x:8.3f}" for x in iou) + f"  {np.nanmin(iou):7.3f}  "
                   f"{np.nanmean(iou):8.3f}  {wound_mae:12.4f}  {false_area:10.0f}", flush=True)

@@ -51,12 +51,11 @@ def main() -> None:
         path = tmp / f"{name}.ply"
         save_mesh(path, v, f)
         scan, _ = clean_scan(load_mesh(path), name)  # untimed, the same mesh for both methods
-        seconds, reg = warm_median_seconds(lambda scan=scan, name=name: register_template_to_scan(space, scan, name=name),
-                                           args.repeat)
+        seconds, reg = warm_median_seconds(lambda: register_template_to_scan(space, scan, name=name), args.repeat)
         row = {"subject": name, "scan_vertices": len(v), "facecover_s": seconds,
                "facecover_err_mm": np.linalg.norm(reg.vertices - truth, axis=1).mean()}
         if not args.no_baseline:
-            def baseline(scan=scan, name=name):
+            def baseline():
                 pose, _, _, _ = rigid_alignment(space, scan, np.random.default_rng(0), 1500, name)
                 source = trimesh.Trimesh(_apply(pose, space["vertices"]), space["faces"], process=False)
                 return pose, trimesh.registration.nricp_amberg(source, scan)
