@@ -36,7 +36,8 @@ from facecover.encoder import verification_figures
 from facecover.files import load_npz, save_mesh
 from facecover.heldout import warped_faces
 from facecover.learn.decoder import coefficients_of, decode, load_decoder
-from facecover.learn.evaluate import region_masks, rigid_transform
+from facecover.learn.evaluate import region_masks
+from facecover.meshtools import rigid_transform
 from stages import run, settings
 
 R = Path("results")

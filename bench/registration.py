@@ -27,7 +27,7 @@ from facecover.cohort import ScanSettings, disk_parameterization, person_rng, pe
 from facecover.files import load_mesh, save_mesh
 from facecover.heldout import heldout_suite, write_face
 from facecover.ingest import ingest_scan
-from facecover.learn.evaluate import rigid_transform
+from facecover.meshtools import rigid_transform
 from facecover.shape_space import face_space
 from facecover.template import REGION_ID
 

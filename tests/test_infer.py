@@ -10,8 +10,8 @@ import torch
 from facecover import FacecoverError
 from facecover.cohort import person_rng, person_vertices
 from facecover.learn.decoder import coefficients_of, decode, pca_decoder
-from facecover.learn.evaluate import rigid_transform
 from facecover.learn.infer import FitSettings, fit_healthy_face, fit_noise
+from facecover.meshtools import rigid_transform
 from facecover.scars import ScarSettings, one_scar, prepare_face
 
 INSIGHTFACE_IMAGES = Path(__import__("insightface").__file__).parent / "data" / "images"

@@ -73,7 +73,7 @@ def test_faces_outside_the_shape_space_are_accepted_and_corresponded(space, held
     other file formats) register: accepted, on the surface, landmarks and regions on the right anatomy."""
     from facecover.heldout import write_face
     from facecover.ingest import template_landmarks
-    from facecover.learn.evaluate import rigid_transform
+    from facecover.meshtools import rigid_transform
     from facecover.template import REGION_ID
 
     face = heldout[name]

@@ -38,7 +38,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .meshtools import boundary_vertex_mask, compact, graph_laplacian, vertex_normals
+from .meshtools import boundary_vertex_mask, compact, graph_laplacian, rigid_transform, vertex_normals
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
 
@@ -122,20 +122,6 @@ def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tu
         raise FacecoverError(f"{name}: the scan is {diag:.3g} units across, {size:.1f} mm if in {units}; a face scan "
                              f"is {FACE_SIZE_MM[0]:.0f}-{FACE_SIZE_MM[1]:.0f} mm{hint}")
     return UNITS_MM[units], units
-
-
-def _kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Rigid 4×4 transform minimising Σ w |R src + t − dst|²."""
-    w = np.ones(len(src)) if w is None else w
-    ws = w / w.sum()
-    cs, cd = ws @ src, ws @ dst
-    H = (src - cs).T @ ((dst - cd) * ws[:, None])
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1, 1, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R = Vt.T @ D @ U.T
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, cd - R @ cs
-    return T
 
 
 def _apply(T: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -304,7 +290,8 @@ def landmark_pose(space: dict, landmarks: np.ndarray) -> tuple[np.ndarray, float
     dst = landmarks[ok]
     keep = np.ones(len(src), bool)
     for _ in range(3):
-        T = _kabsch(src[keep], dst[keep])
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = rigid_transform(src[keep], dst[keep])
         resid = np.linalg.norm(_apply(T, src) - dst, axis=1)
         keep = resid < max(2.0 * np.median(resid), 2.0)
     return T, float(np.median(resid))

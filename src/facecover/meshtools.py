@@ -9,6 +9,24 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import FacecoverError
+
+
+def rigid_transform(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation R (3, 3) and translation t (3,) minimising Σ w |R source + t − target|² over corresponding
+    points (n, 3) mm (weighted Kabsch, no scale, no reflection). `weights` (n,) ≥ 0, default all 1."""
+    w = np.ones(len(source)) if weights is None else np.asarray(weights, np.float64)
+    if not w.sum() > 0:
+        raise FacecoverError("rigid alignment: no point to align on (every weight is 0)")
+    w = w / w.sum()
+    cs, ct = w @ source, w @ target
+    H = (source - cs).T @ ((target - ct) * w[:, None])
+    U, _, Vt = np.linalg.svd(H)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
+    R = Vt.T @ D @ U.T
+    return R, ct - R @ cs
+
 
 def edges_of(faces: np.ndarray) -> np.ndarray:
     """Directed edges (3m, 2) of triangles (m, 3), in face order."""

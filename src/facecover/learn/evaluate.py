@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import FacecoverError
+from ..meshtools import rigid_transform
 
 IOU_REGIONS = {"forehead": ("forehead",), "nose": ("nose",), "cheeks": ("cheek_left", "cheek_right"),
                "mouth": ("mouth",), "chin": ("chin",), "eyes": ("eyes",)}
@@ -30,22 +31,10 @@ WOUND_SIZES = ("small", "medium", "large")
 FRONTAL_VIEW = "0"  # render view 0 is frontal; the others turn the head by up to 15 degrees
 
 
-def rigid_transform(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation R (3, 3) and translation t (3,) minimising Σ w |R source + t − target|² (Kabsch, no scale)."""
-    w = np.asarray(weights, np.float64)
-    if w.sum() <= 0:
-        raise FacecoverError("rigid alignment: no vertices to align on (is the whole face wounded?)")
-    w = w / w.sum()
-    cs, ct = w @ source, w @ target
-    H = (source - cs).T @ ((target - ct) * w[:, None])
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R = Vt.T @ D @ U.T
-    return R, ct - R @ cs
-
-
 def align_outside_wound(vertices: np.ndarray, injured: np.ndarray, wound: np.ndarray) -> np.ndarray:
     """`vertices` (N, 3) rigidly moved onto `injured` (N, 3) using only the vertices outside `wound` (N,) bool."""
+    if wound.all():
+        raise FacecoverError("rigid alignment: no vertices outside the wound to align on (is the whole face wounded?)")
     R, t = rigid_transform(vertices, injured, (~wound).astype(float))
     return vertices @ R.T + t
 
