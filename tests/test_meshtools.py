@@ -1,9 +1,12 @@
 """The shared mesh helpers agree with trimesh, the library they stand in for where a stage must start fast."""
 
 import numpy as np
+import pytest
 import trimesh
 
-from facecover.meshtools import DistanceScene, face_normals, mesh_volume, sample_surface, subdivide, triangle_areas
+from facecover import FacecoverError
+from facecover.meshtools import (DistanceScene, face_normals, mesh_volume, rigid_transform, sample_surface, subdivide,
+                                 triangle_areas)
 
 
 def _bumpy_sphere():
@@ -52,3 +55,20 @@ def test_distance_scene_gives_exact_closest_point_distances():
     points = rng.uniform(-45, 45, (400, 3))
     expected = np.abs(trimesh.proximity.signed_distance(trimesh.Trimesh(v, f, process=False), points))
     np.testing.assert_allclose(DistanceScene(v, f)(points), expected, atol=1e-6)
+
+
+def test_rigid_transform_matches_trimeshs_procrustes_and_ignores_zero_weights():
+    v, _ = _bumpy_sphere()
+    rng = np.random.default_rng(3)
+    R_true = trimesh.transformations.random_rotation_matrix(rng.random(3))[:3, :3]
+    moved = v @ R_true.T + [5.0, -2.0, 40.0] + rng.normal(0, 0.2, v.shape)
+    moved[:50] += 30.0  # outliers, left out by their weight
+    weights = np.r_[np.zeros(50), np.ones(len(v) - 50)]
+    R, t = rigid_transform(v, moved, weights)
+    expected = trimesh.registration.procrustes(v, moved, weights=weights, reflection=False, scale=False,
+                                               return_cost=False)
+    np.testing.assert_allclose(R, expected[:3, :3], atol=1e-9)
+    np.testing.assert_allclose(t, expected[:3, 3], atol=1e-9)
+    assert np.allclose(R, R_true, atol=1e-3) and np.isclose(np.linalg.det(R), 1.0)
+    with pytest.raises(FacecoverError, match="every weight is 0"):
+        rigid_transform(v, moved, np.zeros(len(v)))
