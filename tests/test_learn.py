@@ -188,6 +188,24 @@ def test_fraction_picks_whole_subjects_seeded():
             fraction_of_subjects(subjects, bad, seed=7)
 
 
+def test_error_heatmap_shows_a_right_face_lit_and_the_wound_edge(space, tmp_path):
+    """Zero error must not draw the face black (it would vanish on the black background): the shading shows,
+    and the true wound's edge is drawn in blue."""
+    import matplotlib.image
+
+    from facecover.summary import error_heatmap_figure
+
+    v = space["vertices"]
+    nose_tip = space["landmark_vertices"][list(space["landmark_names"]).index("nose_tip")]
+    wound = np.linalg.norm(v - v[nose_tip], axis=1) < 15.0
+    error_heatmap_figure(space["faces"], [{"vertices": v, "error_mm": np.zeros(len(v)), "wound": wound,
+                                           "title": "zero error"}], tmp_path / "heatmap.png")
+    r, g, b = np.moveaxis(matplotlib.image.imread(tmp_path / "heatmap.png")[..., :3], -1, 0)
+    skin = (r > 0.35) & (g > 0.35) & (np.minimum(r, b) < 0.95)  # lit, light-coloured, not the white margin
+    assert skin.sum() > 20000  # the face (about 40000 pixels) lit, not a dark silhouette
+    assert ((b > r + 0.25) & (b > g + 0.1)).sum() > 20  # the wound's edge
+
+
 # ------------------------------------------------------------------ the stages, end to end (tiny)
 
 from learning_workspace import REGION_WEIGHTS, run_learning  # noqa: E402

@@ -202,24 +202,31 @@ def iou_figure(table: pd.DataFrame, out) -> None:
     _save_png(fig, out)
 
 
+WOUND_EDGE_RGB = (0.1, 0.35, 0.9)
+
+
 def error_heatmap_figure(faces: np.ndarray, panels: list[dict], out, vmax_mm: float = 3.0) -> None:
-    """Per-vertex error (mm) rendered on the face for each panel {vertices (N, 3), error_mm (N,), title};
-    one colour bar for all."""
+    """Per-vertex error (mm) rendered on the face for each panel {vertices (N, 3), error_mm (N,), title, and
+    optionally wound (N,) bool, whose edge is drawn in blue}; one colour bar for all."""
     import matplotlib
     from matplotlib import cm, colors
 
     from .render import DEFAULT_LIGHTS, Scene, frontal_camera
 
     norm = colors.Normalize(0.0, vmax_mm)
-    cmap = matplotlib.colormaps["inferno"]
+    cmap = matplotlib.colormaps["YlOrRd"]  # light at 0 mm, so the shading shows the face where it is right
     fig, _ = _figure((2.6 * len(panels) + 1.0, 3.2))
     fig.clf()
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
         v = np.asarray(panel["vertices"], np.float64)
         per_face = np.asarray(panel["error_mm"])[faces].mean(axis=1)
+        face_colors = cmap(norm(per_face))[:, :3]
+        if panel.get("wound") is not None:
+            inside = np.asarray(panel["wound"], bool)[faces].sum(axis=1)
+            face_colors[(inside > 0) & (inside < 3)] = WOUND_EDGE_RGB
         image = Scene(v, faces).render(frontal_camera(v.mean(axis=0), 200.0, 320), DEFAULT_LIGHTS, ambient=0.35,
-                                       face_colors=cmap(norm(per_face))[:, :3])
+                                       face_colors=face_colors)
         ax.imshow(image)
         ax.set_title(panel["title"], fontsize=7)
         ax.axis("off")

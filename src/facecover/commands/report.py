@@ -63,7 +63,7 @@ def cmd_learning_report(args) -> None:
         fitted = fit_healthy_face(decoder, injured, space["faces"], z, noise, fit_settings)["healthy"]
         for label, v in ((experiment, image_only), (f"{experiment}+fit", fitted)):
             err = np.linalg.norm(v - healthy, axis=1)
-            panels.append({"vertices": v, "error_mm": err,
+            panels.append({"vertices": v, "error_mm": err, "wound": wound,
                            "title": f"{s} {label}: wound {err[wound].mean():.2f} mm"})
     error_heatmap_figure(space["faces"], panels, args.out_heatmap)
 
