@@ -135,9 +135,10 @@ def encoder_table(encoder_report: str | Path, embeddings: list[str | Path]) -> R
 
 
 def encoder_figure(encoder_report: str | Path, out) -> None:
-    """Training curves of the bootstrap encoder (ArcFace loss, training accuracy per epoch) as PNG."""
+    """Training curves of the bootstrap encoder as PNG: ArcFace loss, training accuracy and the held-out
+    identities' separation (mean cosine same minus different identity; what early stopping watches) per epoch."""
     report = json.loads(Path(encoder_report).read_text())
-    fig, ax = _figure((6, 3.2))
+    fig, ax = _figure((6, 3.8))
     history = report.get("history", [])
     if not history:
         ax.text(0.5, 0.5, f"given model, not trained here:\n{report.get('source', '')}", ha="center", va="center",
@@ -149,9 +150,13 @@ def encoder_figure(encoder_report: str | Path, out) -> None:
         ax.set_ylabel("loss")
         acc = ax.twinx()
         acc.plot(epochs, [h["train_accuracy"] for h in history], "g.-", label="training accuracy")
+        held = [(h["epoch"], h["heldout_separation"]) for h in history if h.get("heldout_separation") is not None]
+        if held:
+            acc.plot(*zip(*held), "m.-", label="held-out identities: cosine same − different")
         acc.set_ylim(0, 1)
-        acc.set_ylabel("accuracy")
-        fig.legend(fontsize=7, loc="center right", bbox_to_anchor=(0.85, 0.5))
+        acc.set_ylabel("accuracy, separation")
+        handles = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=7, loc="upper center", ncol=2, bbox_to_anchor=(0.5, -0.2))
     _save_png(fig, out)
 
 
