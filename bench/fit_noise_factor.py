@@ -23,12 +23,14 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from facecover.files import load_mesh_arrays, load_npz
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
-from facecover.learn.evaluate import FRONTAL_VIEW, IOU_REGIONS, region_masks, score_subject
+from facecover.learn.evaluate import (FRONTAL_VIEW, IOU_REGIONS, region_masks, score_subject, summary_row,
+                                      wound_size_edges)
 from facecover.learn.infer import FitSettings, fit_healthy_face, fit_noise, mesh_operators
 
 R = Path("results")
@@ -68,18 +70,16 @@ def candidate(text: str) -> dict:
 def score(people: list[tuple], decoder: dict, faces: np.ndarray, noise: np.ndarray, settings: FitSettings,
           masks: dict, threshold_mm: float) -> tuple[list[float], float]:
     """IoU per region (pooled over the scar variants) and the mean wound MAE (mm) of the fit with the mean face
-    as prior, scored by `facecover evaluate`'s protocol (`score_subject`)."""
+    as prior, scored and summarised as `facecover evaluate` does it (`score_subject`, `summary_row`)."""
     rows = []
     for s, healthy, ops, scars in people:
         fits = [(f"{v}_{FRONTAL_VIEW}", fit_healthy_face(decoder, sc["injured"], faces, None, noise, settings,
                                                          operators=ops, name=f"{s}/{v}")["healthy"])
                 for v, sc in scars.items()]
         rows += score_subject(s, fits, healthy, faces, scars, masks, threshold_mm)
-    iou = []
-    for k in REGIONS:
-        union = sum(r[f"union_{k}"] for r in rows)
-        iou.append(sum(r[f"inter_{k}"] for r in rows) / union if union else float("nan"))
-    return iou, float(np.mean([r["wound_mae_mm"] for r in rows]))
+    per_image = pd.DataFrame(rows)
+    row = summary_row("fit", per_image, wound_size_edges(per_image["wound_area_mm2"]))
+    return [row[f"iou_{k}"] for k in REGIONS], float(row["wound_mae_mm"])
 
 
 def main() -> None:
