@@ -6,7 +6,14 @@
 # The cluster is stopped on exit, also when the test fails.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-shared="$(cd "$repo/../shared/ci" && pwd)"
+# the project's shared CI scripts: ../shared/ci beside the clone (where CI clones it), or FACECOVER_CI_SHARED
+shared="${FACECOVER_CI_SHARED:-$repo/../shared/ci}"
+if [ ! -f "$shared/start-slurm.sh" ]; then
+  echo "[slurm-test] $shared/start-slurm.sh not found: clone the repository beside shared/, or set" \
+       "FACECOVER_CI_SHARED to the folder holding start-slurm.sh" >&2
+  exit 1
+fi
+shared="$(cd "$shared" && pwd)"
 export SLURM_LOCAL_DIR="${SLURM_LOCAL_DIR:-/tmp/facecover-slurm}"
 trap 'bash "$shared/stop-slurm.sh" || true' EXIT
 start=$SECONDS
