@@ -33,10 +33,13 @@ if TYPE_CHECKING:  # annotations only: trimesh is imported where a mesh is made
 def person_vertices(space: dict, rng: np.random.Generator, with_detail: bool) -> np.ndarray:
     """Vertices (n, 3) mm of one synthetic identity in canonical pose.
 
-    `with_detail` adds fine individual detail outside the main basis.
+    People are drawn from the space's first `people_modes` modes (the real-anatomy identity modes; the
+    rest only widen the registration's prior). `with_detail` adds fine individual detail outside the
+    main basis.
     """
-    z = sample_coefficients(rng, 1, len(space["sigma"]))[0]
-    v = identity_vertices(space["vertices"], space["basis"], space["sigma"], z)
+    k = int(space.get("people_modes", len(space["sigma"])))
+    z = sample_coefficients(rng, 1, k)[0]
+    v = identity_vertices(space["vertices"], space["basis"][:k], space["sigma"][:k], z)
     if with_detail:
         zd = sample_coefficients(rng, 1, len(space["detail_sigma"]))[0]
         v = v + np.tensordot(zd * space["detail_sigma"], space["detail"], axes=1)

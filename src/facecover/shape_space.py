@@ -170,13 +170,67 @@ def build_shape_space(vertices: np.ndarray, faces: np.ndarray, landmark_names, l
     }
 
 
-def face_space(n_lb_modes: int = 40, n_detail_modes: int = 60) -> dict[str, np.ndarray]:
-    """The template (mm, landmarks, regions) and its shape space, as one dict of arrays."""
+def handmade_face_space(n_lb_modes: int = 40, n_detail_modes: int = 60) -> dict[str, np.ndarray]:
+    """The MeshMonk template (mm, landmarks, regions) and the hand-made shape space over it (anatomical +
+    Laplace–Beltrami modes): the old generator, kept for held-out faces and to start the registration
+    that brings the real face model onto the template."""
     from .template import build_template
 
     t = build_template()
     return {**t, **build_shape_space(t["vertices"], t["faces"], t["landmark_names"], t["landmark_vertices"],
                                      n_lb_modes=n_lb_modes, n_detail_modes=n_detail_modes)}
+
+
+def face_space(n_lb_modes: int = 40, n_detail_modes: int = 60, seed: int = 0) -> dict[str, np.ndarray]:
+    """The template in template topology with real anatomy, its landmarks and regions, and its shape space.
+
+    The template's mesh is registered to ICT-FaceKit's neutral face (`ict.template_correspondence`); its
+    mean face is that neutral face, landmarks and regions are found again on it, and the space's modes are:
+
+    * ``basis[:people_modes]`` — ICT's 100 identity modes on the template (σ = 1: a person is a standard-
+      normal draw): the people of the pool and the cohort, the decoder's and the fit's world;
+    * ``basis[people_modes:]`` — `n_lb_modes` smooth Laplace–Beltrami modes (hand-made), which only widen
+      the registration's prior to faces beyond the model (warps, asymmetry);
+    * ``detail`` — finer Laplace–Beltrami modes: individual detail the synthetic people add.
+
+    ``expression_basis`` holds ICT's 53 expressions on the template (held-out faces), ``handmade_*`` the
+    old hand-made space over the MeshMonk template (held-out faces of the old generator).
+    """
+    from . import ict
+    from .meshtools import vertex_normals
+    from .template import build_template
+
+    old = handmade_face_space(n_lb_modes, n_detail_modes)
+    model = ict.closed_model(ict.load_model())
+    corr = ict.template_correspondence(old, model, seed=seed)
+    mean = ict.on_template(model, corr, model["neutral_mm"])
+    corr["ict_to_canonical"][:3, 3] -= mean.mean(axis=0)  # canonical origin: the vertex centroid
+    mean = mean - mean.mean(axis=0)
+    t = build_template(vertices=mean, name="the ICT-FaceKit neutral face on the template")
+    faces = t["faces"]
+    identity = remove_rigid(ict.on_template(model, corr, model["identity_mm"], offsets=True), mean)
+    expression = ict.on_template(model, corr, model["expression_mm"], offsets=True)
+    normals = vertex_normals(mean, faces)
+    lb = laplace_beltrami_modes(mean, faces, n_lb_modes + n_detail_modes)[:, :, None] * normals[None]
+    lb = remove_rigid(lb, mean)
+    k = np.arange(1, len(lb) + 1)
+    lb_sigma = 1.5 / np.sqrt(1.0 + k / 4.0)
+    return {
+        **t,
+        "basis": np.concatenate([identity, lb[:n_lb_modes]]).astype(np.float32),
+        "sigma": np.concatenate([np.ones(len(identity)), lb_sigma[:n_lb_modes]]),
+        "mode_names": np.array([f"ict{i + 1}" for i in range(len(identity))] + [f"lb{i + 1}" for i in range(n_lb_modes)]),
+        "people_modes": np.array(len(identity)),
+        "detail": lb[n_lb_modes:].astype(np.float32),
+        "detail_sigma": np.full(n_detail_modes, 0.12),
+        "expression_basis": expression.astype(np.float32),
+        "expression_names": model["expression_names"],
+        "handmade_vertices": old["vertices"],
+        "handmade_basis": old["basis"],
+        "handmade_sigma": old["sigma"],
+        "ict_registration_mm": np.array([corr["registration"]["mean_surface_distance_mm"],
+                                         corr["registration"]["p95_surface_distance_mm"]]),
+    }
 
 
 def sample_coefficients(rng: np.random.Generator, count: int, size: int, truncate: float = 2.5) -> np.ndarray:

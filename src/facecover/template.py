@@ -207,14 +207,18 @@ def nearest_vertices(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     return cKDTree(vertices).query(points)[1]
 
 
-def build_template(size_px: int = 512) -> dict[str, np.ndarray]:
-    """Template in mm with its landmark vertices and region labels (arrays for an .npz)."""
-    vertices, faces = load_template_mm()
-    lm478 = detect_mesh_landmarks(vertices, faces, size_px, name=str(template_path()))
+def build_template(size_px: int = 512, vertices: np.ndarray | None = None, name: str | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Template in mm with its landmark vertices and region labels (arrays for an .npz). `vertices` (7160, 3)
+    mm give the template's topology another shape (e.g. a real person's mean face) to find them on."""
+    template_vertices, faces = load_template_mm()
+    if vertices is None:
+        vertices, name = template_vertices, str(template_path())
+    lm478 = detect_mesh_landmarks(vertices, faces, size_px, name=name or "template")
     names = list(MEDIAPIPE_POINTS)
     pts = lm478[[MEDIAPIPE_POINTS[n] for n in names]]
     if not np.isfinite(pts).all():
-        raise FacecoverError(f"{template_path()}: some template landmarks fell outside the mesh")
+        raise FacecoverError(f"{name}: some template landmarks fell outside the mesh")
     lm_ids = registration_landmark_ids()
     lm_ids = lm_ids[np.isfinite(lm478[lm_ids]).all(axis=1)]
     lm_tri, lm_bary = surface_embedding(vertices, faces, lm478[lm_ids])

@@ -5,7 +5,8 @@ rule face_space:
     output:
         "results/model/face_space.npz",
     input:
-        code("template", "shape_space", "render"),
+        code("template", "shape_space", "render", "ict", "ingest"),
+        ict="src/facecover/data/ict_face_model.npz",
     params:
         lb=config["shape_space"]["lb_modes"],
         detail=config["shape_space"]["detail_modes"],
