@@ -38,3 +38,16 @@ def space_file(space, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "face_space.npz"
     save_npz(path, **space)
     return path
+
+
+@pytest.fixture(scope="session")
+def model(space):
+    """A PCA decoder of 120 pool faces and the fit's noise level measured on 10 others."""
+    import numpy as np
+
+    from facecover.learn.decoder import pca_decoder
+    from facecover.learn.infer import fit_noise
+
+    pool = np.stack([person_vertices(space, person_rng(4, "pool", f"p{i}"), with_detail=True) for i in range(130)])
+    decoder = pca_decoder(pool[:120], 60)
+    return decoder, fit_noise(decoder, space["faces"], pool[120:])

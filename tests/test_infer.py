@@ -18,14 +18,6 @@ INSIGHTFACE_IMAGES = Path(__import__("insightface").__file__).parent / "data" / 
 
 
 @pytest.fixture(scope="module")
-def model(space):
-    """A PCA decoder of 120 pool faces and the fit's noise level measured on 10 others."""
-    pool = np.stack([person_vertices(space, person_rng(4, "pool", f"p{i}"), with_detail=True) for i in range(130)])
-    decoder = pca_decoder(pool[:120], 60)
-    return decoder, fit_noise(decoder, space["faces"], pool[120:])
-
-
-@pytest.fixture(scope="module")
 def face(space):
     healthy = person_vertices(space, person_rng(4, "cohort", "subject99"), with_detail=True)
     return healthy, prepare_face(healthy, space["faces"], space["regions"])

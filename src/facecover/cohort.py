@@ -136,6 +136,16 @@ def synthetic_scan(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, rng:
     return points @ pose[:3, :3].T + pose[:3, 3], tri, pose
 
 
+def injured_surface(vertices: np.ndarray, faces: np.ndarray, displacement_mm: np.ndarray,
+                    normal_smoothing_mm: float) -> np.ndarray:
+    """The true surface (n, 3) mm with a wound: each vertex moved by its signed displacement (n,) mm along the
+    surface's normal smoothed over `normal_smoothing_mm` (as the scar simulation moves the registered face)."""
+    from .meshtools import smoothed_normals
+
+    normals = smoothed_normals(np.asarray(vertices, np.float64), faces, normal_smoothing_mm)
+    return vertices + np.asarray(displacement_mm, np.float64)[:, None] * normals
+
+
 def _thin(points: np.ndarray, min_dist: float) -> np.ndarray:
     """Indices of a subset of points no two closer than min_dist (greedy, in input order)."""
     tree = cKDTree(points)

@@ -310,3 +310,120 @@ def write_face(face: HeldoutFace, folder):
     mesh = trimesh.Trimesh(face.vertices, face.faces, vertex_colors=face.colors, process=False)
     mesh.export(path)
     return path
+
+
+# Held-out *patients*: whole faces in their own topology (mm, canonical pose), each with named points to place a
+# wound, from generators the product does not learn from (the pool and the cohort are ICT identities alone).
+
+PATIENT_SETS = ("cohort", "handmade", "expressions", "asymmetric")
+WOUND_SITES = ("cheek_left", "forehead", "nose", "chin", "cheek_right")
+
+
+@dataclass
+class PatientFace:
+    """A healthy face `vertices` (n, 3) mm over `faces` (m, 3), canonical pose, and its named points (mm):
+    eye_left, eye_right, nose_tip, mouth_left, mouth_right, chin."""
+
+    name: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    points: dict
+    notes: dict = field(default_factory=dict)
+
+
+def _ict_points(model: dict, vertices: np.ndarray) -> dict:
+    lm = model["landmarks68"]
+    return {"eye_right": vertices[lm[36:42]].mean(axis=0), "eye_left": vertices[lm[42:48]].mean(axis=0),
+            "nose_tip": vertices[lm[30]], "mouth_right": vertices[lm[48]], "mouth_left": vertices[lm[54]],
+            "chin": vertices[lm[8]]}
+
+
+def _template_points(space: dict, vertices: np.ndarray) -> dict:
+    from .template import landmark_positions
+
+    names = ("eye_left", "eye_right", "nose_tip", "mouth_left", "mouth_right", "chin")
+    return dict(zip(names, landmark_positions(space, vertices, names)))
+
+
+EXPRESSIONS = {  # ICT-FaceKit (ARKit) blendshape weights
+    "squint": {"eyeSquint_L": 0.7, "eyeSquint_R": 0.7, "cheekSquint_L": 0.6, "cheekSquint_R": 0.6},
+    "smile": {"mouthSmile_L": 0.7, "mouthSmile_R": 0.7, "cheekSquint_L": 0.3, "cheekSquint_R": 0.3},
+    "mouth_open": {"jawOpen": 0.25, "mouthLowerDown_L": 0.2, "mouthLowerDown_R": 0.2},
+}
+
+
+def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[PatientFace]:
+    """`count` healthy faces of one held-out set (see `PATIENT_SETS`):
+
+    * ``cohort`` — people as the cohort's (ICT identities + fine detail, template topology): in-model;
+    * ``handmade`` — the old generator: the MeshMonk template and its hand-made anatomical and smooth modes
+      (template topology, 140 mm face breadth);
+    * ``expressions`` — ICT people (ICT's own topology, 9.7k vertices) with an expression (squint, smile,
+      mouth slightly open) and a strong smooth 3-D warp (bumps 25-50 mm wide, up to 5 mm);
+    * ``asymmetric`` — ICT people (ICT topology) with one side 5-8 mm wider and a cheek 2-3 mm fuller.
+    """
+    from . import ict
+    from .cohort import person_vertices
+
+    out = []
+    model = None if which in ("cohort", "handmade") else ict.closed_model(ict.load_model())
+    for i in range(count):
+        rng = _rng(seed, f"patient-{which}-{i}")
+        name = f"{which}{i:02d}"
+        if which == "cohort":
+            v = person_vertices(space, rng, with_detail=True)
+            out.append(PatientFace(name, v, space["faces"], _template_points(space, v)))
+        elif which == "handmade":
+            z = np.clip(rng.standard_normal(len(space["handmade_sigma"])), -2.5, 2.5)
+            v = space["handmade_vertices"] + np.tensordot(z * space["handmade_sigma"], space["handmade_basis"], axes=1)
+            out.append(PatientFace(name, v, space["faces"], _template_points(space, v)))
+        elif which in ("expressions", "asymmetric"):
+            identity = np.clip(rng.standard_normal(len(model["identity_mm"])), -2.5, 2.5)
+            if which == "expressions":
+                kind = list(EXPRESSIONS)[i % len(EXPRESSIONS)]
+                v = ict.face_vertices(model, identity, ict.expression_weights(model, **EXPRESSIONS[kind]))
+                v = v + _remove_rigid(rbf_warp(v, rng, 8, 5.0, (25.0, 50.0)), v)
+                notes = {"expression": kind, "warp_mm": 5.0}
+            else:
+                v = ict.face_vertices(model, identity)
+                centre = v.mean(axis=0)
+                side = 1.0 if rng.random() < 0.5 else -1.0
+                x = (v[:, 0] - centre[0]) * side
+                half = np.ptp(v[:, 0]) / 2
+                widen = rng.uniform(5.0, 8.0)
+                asym = np.zeros_like(v)
+                asym[:, 0] = side * widen * np.clip(x / half, 0, 1) ** 1.5
+                bulge = rng.uniform(2.0, 3.0) * np.exp(-0.5 * ((x - 0.45 * half) / 18.0) ** 2) * (x > 0)
+                asym += _vertex_normals(v, model["triangles"]) * bulge[:, None]
+                v = v + _remove_rigid(asym, v)
+                notes = {"wider_side": "left" if side > 0 else "right", "widened_mm": round(widen, 2)}
+            out.append(PatientFace(name, v, model["triangles"], _ict_points(model, v), notes))
+        else:
+            raise ValueError(f"unknown held-out set '{which}' (one of {', '.join(PATIENT_SETS)})")
+    return out
+
+
+def wound_site(face: PatientFace, site: str) -> np.ndarray:
+    """Where a wound at `site` (one of `WOUND_SITES`) is centred on the face: the front-most surface point
+    (largest z, canonical pose) within 4 mm, in the frontal (x, y) plane, of a point set from the face's
+    named points (mm)."""
+    p = face.points
+    eyes = 0.5 * (p["eye_left"] + p["eye_right"])
+    target = {
+        "forehead": eyes + [0.0, 0.55 * (eyes[1] - p["chin"][1]) * 0.5, 0.0],
+        "nose": 0.45 * p["nose_tip"] + 0.55 * eyes,
+        "chin": p["chin"] + [0.0, 12.0, 0.0],
+        "cheek_left": np.r_[p["eye_left"][0] + 6.0, 0.5 * (p["eye_left"][1] + p["mouth_left"][1]), 0.0],
+        "cheek_right": np.r_[p["eye_right"][0] - 6.0, 0.5 * (p["eye_right"][1] + p["mouth_right"][1]), 0.0],
+    }[site]
+    near = np.flatnonzero(np.linalg.norm(face.vertices[:, :2] - target[:2], axis=1) < 4.0)
+    return int(near[np.argmax(face.vertices[near, 2])])
+
+
+def dent(face: PatientFace, centre: int, radius_mm: float, depth_mm: float) -> np.ndarray:
+    """A round wound's signed displacement (n,) mm along the normal (negative: a dent) with a smooth (C¹)
+    fall-off to 0 at `radius_mm` geodesic distance from vertex `centre`."""
+    from .meshtools import edge_graph
+    from .scars import round_scar
+
+    return round_scar(edge_graph(face.vertices, face.faces), centre, radius_mm, depth_mm)

@@ -176,6 +176,15 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(_edge_cross(vertices, faces), axis=1)
 
 
+def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area (N,) mm² attributed to each vertex (a third of each adjacent triangle)."""
+    area = triangle_areas(vertices, faces)
+    out = np.zeros(len(vertices))
+    for k in range(3):
+        np.add.at(out, faces[:, k], area / 3.0)
+    return out
+
+
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`count` points uniformly distributed over the surface by area: points (count, 3) mm, the triangle

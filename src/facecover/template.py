@@ -173,6 +173,34 @@ def region_labels(vertices: np.ndarray, landmarks478: np.ndarray) -> np.ndarray:
     return labels
 
 
+INNER_LIPS = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)  # MediaPipe
+
+
+def opening_labels(vertices: np.ndarray, faces: np.ndarray, landmarks478: np.ndarray, regions: np.ndarray,
+                   margin_mm: float = 2.0) -> np.ndarray:
+    """Per-vertex opening id (n,): 0 none, 1 an eye opening (the lid margins), 2 a nostril (the nose's
+    underside, facing down below the tip), 3 the mouth opening (the inner lip line); each within
+    `margin_mm` (mm). A cover must not span these; a wound found touching one asks for a marked wound."""
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections as C
+    from scipy.spatial import cKDTree
+
+    from .meshtools import vertex_normals
+
+    out = np.zeros(len(vertices), np.int64)
+    tree = cKDTree(vertices)
+    for label, ids in ((1, np.r_[connection_loop(C.FACE_LANDMARKS_LEFT_EYE), connection_loop(C.FACE_LANDMARKS_RIGHT_EYE)]),
+                       (3, np.asarray(INNER_LIPS))):
+        pts = landmarks478[ids]
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        for near in tree.query_ball_point(pts, margin_mm):
+            out[near] = label
+    tip = vertices[np.argmax(np.where(regions == REGION_ID["nose"], vertices[:, 2], -np.inf))]
+    normals = vertex_normals(vertices, faces)
+    underside = (regions == REGION_ID["nose"]) & (normals[:, 1] < -0.6) & (vertices[:, 1] < tip[1] - 3.0)
+    out[underside] = 2
+    return out
+
+
 def registration_landmark_ids() -> np.ndarray:
     """MediaPipe indices used as registration landmarks: eyes, brows, lips and nose contours.
 
@@ -228,7 +256,8 @@ def build_template(size_px: int = 512, vertices: np.ndarray | None = None, name:
         "landmark_names": np.array(names),
         "landmark_vertices": nearest_vertices(vertices, pts),
         "mediapipe_points": lm478,
-        "regions": region_labels(vertices, lm478),
+        "regions": (regions := region_labels(vertices, lm478)),
+        "openings": opening_labels(vertices, faces, lm478, regions),
         "reg_landmark_ids": lm_ids,
         "reg_landmark_triangles": lm_tri,
         "reg_landmark_barycentric": lm_bary,

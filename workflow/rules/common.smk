@@ -164,10 +164,17 @@ def fit_settings_arg(wildcards):
     return f"--fit-settings {shlex.quote(FIT_SETTINGS)}" if fits else ""
 
 
+SYNTHETIC = config["scans"]["source"] == "synthetic"
+
+
 def injured_mesh(wildcards):
-    """The injured face a cover sits on: the patient variant of a cohort subject, or a patient's registered scan."""
+    """The injured face a cover sits on: a patient's registered scan; a synthetic cohort subject's patient
+    variant as a raw scan of the true surface with the scar, registered like any scan; with real cohort scans
+    (no true surface to scan) the patient variant simulated on the registered scan."""
     if wildcards.subject in PATIENTS:
         return f"results/registered/{wildcards.subject}.ply"
+    if SYNTHETIC:
+        return f"results/registered_injured/{wildcards.subject}.ply"
     return f"results/scars/{wildcards.subject}/{config['patient_variant']}.ply"
 
 
@@ -195,9 +202,19 @@ def infer_inputs(wildcards):
                  "registration": f"results/registered/{wildcards.subject}.json"}
         wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz"))
         return common | found | ({"wound": wound} if wound else {})
-    return common | {"embeddings": f"results/embeddings/{wildcards.subject}.npz",
-                     "injured": f"results/scars/{wildcards.subject}/{config['patient_variant']}.ply",
+    return common | {"embeddings": f"results/embeddings/{wildcards.subject}.npz", "injured": injured_mesh(wildcards),
                      "split": "results/splits.csv"}
+
+
+def uninjured_infer_inputs(wildcards):
+    """A cohort subject's *uninjured* registered scan through the same inference (false wounds)."""
+    return infer_inputs(wildcards) | {"injured": f"results/registered/{wildcards.subject}.ply"}
+
+
+def on_implausible(wildcards):
+    """A patient whose found wound cannot be real is stopped (asked for a marked wound); for cohort subjects the
+    evaluation records it and goes on."""
+    return "stop" if wildcards.subject in PATIENTS else "record"
 
 
 def infer_source_args(wildcards, input):
@@ -224,6 +241,9 @@ def all_benchmarks():
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["infer", "watertight", "filling", "print",
                                                                      "preview"], subject=printed)
     files += expand("results/benchmarks/ingest/{subject}.tsv", subject=list(PATIENTS))
+    if SYNTHETIC:  # test subjects' covers come from injured raw scans; false wounds from their uninjured scans
+        files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["injured_scan", "ingest_injured",
+                                                                         "infer_uninjured"], subject=TEST_SUBJECTS)
     files += expand("results/benchmarks/swav/{fraction}.tsv", fraction=FRACTIONS)
     files += expand("results/benchmarks/{rule}/{experiment}.tsv", rule=["finetune", "evaluate_experiment",
                                                                         "evaluate_experiment_fit"],

@@ -86,6 +86,50 @@ rule ingest:
         " --seed {params.seed} {params.truth} --out {output.mesh} --report {output.report} 2> {log}"
 
 
+rule injured_scan:
+    output:
+        scan="results/scans_injured/{subject}.ply",
+        truth="results/truth_injured/{subject}.npz",
+    input:
+        space="results/model/face_space.npz",
+        truth="results/truth/{subject}.npz",
+        scar=f"results/scars/{{subject}}/{config['patient_variant']}.npz",
+        code=code("cohort", "scars"),
+    params:
+        seed=config["seed"],
+        settings=settings_json("scans", "source", "dir", "units"),
+    conda:
+        "../../envs/data.yaml"
+    benchmark:
+        "results/benchmarks/injured_scan/{subject}.tsv"
+    log:
+        "results/logs/injured_scan/{subject}.log",
+    shell:
+        "facecover injured-scan --space {input.space} --subject {wildcards.subject} --truth {input.truth}"
+        " --scar {input.scar} --seed {params.seed} --settings {params.settings:q}"
+        " --out-scan {output.scan} --out-truth {output.truth} 2> {log}"
+
+
+use rule ingest as ingest_injured with:
+    output:
+        mesh="results/registered_injured/{subject}.ply",
+        report="results/registered_injured/{subject}.json",
+    input:
+        space="results/model/face_space.npz",
+        scan="results/scans_injured/{subject}.ply",
+        truth="results/truth_injured/{subject}.npz",
+        code=code("ingest", "render", "template"),
+    params:
+        units=config["scans"]["units"],
+        settings=settings_json("registration"),
+        seed=config["seed"],
+        truth=lambda wildcards: f"--truth results/truth_injured/{wildcards.subject}.npz",
+    benchmark:
+        "results/benchmarks/ingest_injured/{subject}.tsv"
+    log:
+        "results/logs/ingest_injured/{subject}.log",
+
+
 rule split:
     output:
         "results/splits.csv",

@@ -18,6 +18,7 @@ rule infer:
         experiment=INFER["experiment"],
         experiments=" ".join(EXPERIMENTS),
         fit=FIT_SETTINGS,
+        gate=on_implausible,
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -28,36 +29,91 @@ rule infer:
         "facecover infer --subject {wildcards.subject} --space {input.space} --decoder {input.decoder}"
         " --experiment {params.experiment} --experiments {params.experiments} --table {input.table}"
         " --checkpoints-dir results/checkpoints {params.source} {params.image} --injured {input.injured}"
-        " --fit-noise {input.fit_noise} --fit-settings {params.fit:q}"
+        " --fit-noise {input.fit_noise} --fit-settings {params.fit:q} --on-implausible {params.gate}"
         " --out {output.mesh} --out-wound {output.wound} --report {output.report} 2> {log}"
 
 
-rule cover_accuracy:
+use rule infer as infer_uninjured with:
     output:
-        report(
-            "results/metrics/covers.csv",
-            caption="../report/cover_accuracy.rst",
-            category="Covers",
-            subcategory="accuracy",
-        ),
+        mesh="results/uninjured/{subject}.ply",
+        wound="results/uninjured/{subject}_wound.npz",
+        report="results/uninjured/{subject}.json",
     input:
-        predicted=expand("results/fillings/{subject}{ext}", subject=TEST_SUBJECTS, ext=(".ply", "_footprint.npz")),
-        reference=expand(f"{REF}/fillings/{{subject}}{{ext}}", subject=TEST_SUBJECTS, ext=(".ply", "_footprint.npz")),
-        prints=expand("results/prints/{subject}.json", subject=TEST_SUBJECTS),
-        code=code("filling", "printing"),
-    params:
-        subjects=" ".join(TEST_SUBJECTS),
-        printer=settings_json("printer", "gcode"),
-        thickness=config["filling"].get("min_thickness_mm", 1.0),
-        variant=config["patient_variant"],
-        reference=lambda wildcards, input: os.path.dirname(input.reference[0]),
-    conda:
-        "../../envs/covers.yaml"
+        unpack(uninjured_infer_inputs),
+        code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo"),
     benchmark:
-        "results/benchmarks/cover_accuracy/cover_accuracy.tsv"
+        "results/benchmarks/infer_uninjured/{subject}.tsv"
     log:
-        "results/logs/cover_accuracy.log",
-    shell:
-        "facecover cover-accuracy --subjects {params.subjects} --scars-dir results/scars"
-        " --variant {params.variant} --predicted-dir results/fillings --reference-dir {params.reference}"
-        " --printer {params.printer:q} --min-thickness-mm {params.thickness} --out {output} 2> {log}"
+        "results/logs/infer_uninjured/{subject}.log",
+
+
+if SYNTHETIC:
+
+    rule cover_accuracy:
+        output:
+            report(
+                "results/metrics/covers.csv",
+                caption="../report/cover_accuracy.rst",
+                category="Covers",
+                subcategory="accuracy",
+            ),
+        input:
+            predicted=expand("results/fillings/{subject}.ply", subject=TEST_SUBJECTS),
+            reference=expand(f"{REF}/fillings/{{subject}}.ply", subject=TEST_SUBJECTS),
+            found=expand("results/reconstructions/{subject}{ext}", subject=TEST_SUBJECTS, ext=(".json", "_wound.npz")),
+            uninjured=expand("results/uninjured/{subject}.json", subject=TEST_SUBJECTS),
+            registered=expand("results/registered/{subject}.json", subject=TEST_SUBJECTS),
+            registered_injured=expand("results/registered_injured/{subject}{ext}", subject=TEST_SUBJECTS,
+                                      ext=(".ply", ".json")),
+            truth=expand("results/truth/{subject}.npz", subject=TEST_SUBJECTS),
+            truth_injured=expand("results/truth_injured/{subject}.npz", subject=TEST_SUBJECTS),
+            prints=expand("results/prints/{subject}.json", subject=TEST_SUBJECTS),
+            code=code("cover_scores", "printing"),
+        params:
+            subjects=" ".join(TEST_SUBJECTS),
+            printer=settings_json("printer", "gcode"),
+            thickness=config["filling"].get("min_thickness_mm", 1.0),
+        conda:
+            "../../envs/covers.yaml"
+        benchmark:
+            "results/benchmarks/cover_accuracy/cover_accuracy.tsv"
+        log:
+            "results/logs/cover_accuracy.log",
+        shell:
+            "facecover cover-scores --subjects {params.subjects} --fillings-dir results/fillings"
+            " --reference-dir results/covers_reference/fillings --registered-dir results/registered"
+            " --registered-injured-dir results/registered_injured --reconstructions-dir results/reconstructions"
+            " --uninjured-dir results/uninjured --truth-dir results/truth --truth-injured-dir results/truth_injured"
+            " --printer {params.printer:q} --min-thickness-mm {params.thickness} --out {output} 2> {log}"
+
+else:
+
+    rule cover_accuracy:
+        output:
+            report(
+                "results/metrics/covers.csv",
+                caption="../report/cover_accuracy.rst",
+                category="Covers",
+                subcategory="accuracy",
+            ),
+        input:
+            predicted=expand("results/fillings/{subject}{ext}", subject=TEST_SUBJECTS, ext=(".ply", "_footprint.npz")),
+            reference=expand(f"{REF}/fillings/{{subject}}{{ext}}", subject=TEST_SUBJECTS, ext=(".ply", "_footprint.npz")),
+            prints=expand("results/prints/{subject}.json", subject=TEST_SUBJECTS),
+            code=code("filling", "printing"),
+        params:
+            subjects=" ".join(TEST_SUBJECTS),
+            printer=settings_json("printer", "gcode"),
+            thickness=config["filling"].get("min_thickness_mm", 1.0),
+            variant=config["patient_variant"],
+            reference=lambda wildcards, input: os.path.dirname(input.reference[0]),
+        conda:
+            "../../envs/covers.yaml"
+        benchmark:
+            "results/benchmarks/cover_accuracy/cover_accuracy.tsv"
+        log:
+            "results/logs/cover_accuracy.log",
+        shell:
+            "facecover cover-accuracy --subjects {params.subjects} --scars-dir results/scars"
+            " --variant {params.variant} --predicted-dir results/fillings --reference-dir {params.reference}"
+            " --printer {params.printer:q} --min-thickness-mm {params.thickness} --out {output} 2> {log}"

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from .. import FacecoverError
 from . import load_space, settings_from_json
 
 
@@ -49,6 +50,32 @@ def cmd_synth_scan(args) -> None:
     scale = 1000.0 if args.units == "m" else 1.0
     save_npz(args.out_truth, vertices=truth, faces=space["faces"], scan_pose=pose)
     save_mesh(args.out_scan, vertices / scale, faces)
+
+
+def cmd_injured_scan(args) -> None:
+    """The printed variant of a cohort subject as a raw scan: the scar applied to the *true* surface, then
+    scanned like every scan (own triangulation, noise, holes, another random pose). The truth file keeps
+    the true healthy and injured surfaces and the wound in the scan's frame (evaluation only)."""
+    from ..cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
+    from ..files import load_npz, save_mesh, save_npz
+    from ..scars import ScarSettings
+    from ..seeds import person_rng
+
+    space = load_space(args.space)
+    truth = load_npz(args.truth)["vertices"].astype(np.float64)
+    scar = load_npz(args.scar)
+    if scar["displacement"].shape != (len(truth),):
+        raise FacecoverError(f"{args.scar}: {scar['displacement'].size} displacements for {len(truth)} true vertices")
+    injured = injured_surface(truth, space["faces"], scar["displacement"], ScarSettings().normal_smoothing_mm)
+    rng = person_rng(args.seed, "injured_scan", args.subject)
+    uv = disk_parameterization(space["vertices"], space["faces"])
+    vertices, faces, pose = synthetic_scan(injured, space["faces"], uv, rng,
+                                           settings_from_json(ScanSettings, args.settings))
+    move = lambda p: p @ pose[:3, :3].T + pose[:3, 3]  # noqa: E731
+    save_npz(args.out_truth, healthy=move(truth), injured=move(injured), faces=space["faces"],
+             wound=scar["mask"].astype(bool), displacement=scar["displacement"], scan_pose=pose,
+             vertices=injured)  # `vertices`: the injured truth in canonical pose, for ingest's vertex errors
+    save_mesh(args.out_scan, vertices, faces)
 
 
 def cmd_ingest(args) -> None:
@@ -110,6 +137,18 @@ def register(sub) -> None:
     p.add_argument("--out-scan", required=True)
     p.add_argument("--out-truth", required=True)
     p.set_defaults(func=cmd_synth_scan)
+
+    p = sub.add_parser("injured-scan", help="a cohort subject's printed variant as a raw scan of the true "
+                                            "surface with the scar + its true surfaces")
+    p.add_argument("--space", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--truth", required=True, help="results/truth/{subject}.npz (true vertices, canonical pose)")
+    p.add_argument("--scar", required=True, help="results/scars/{subject}/{variant}.npz (displacement, mask)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--settings", help="JSON object of scan settings (config 'scans' block without source/dir/units)")
+    p.add_argument("--out-scan", required=True)
+    p.add_argument("--out-truth", required=True)
+    p.set_defaults(func=cmd_injured_scan)
 
     p = sub.add_parser("ingest", help="clean a raw scan and register the template to it")
     p.add_argument("--space", required=True)

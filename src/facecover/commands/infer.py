@@ -81,7 +81,7 @@ def cmd_infer(args) -> None:
     from ..files import load_mesh_arrays, load_npz, save_json, save_mesh, save_npz
     from ..learn.data import read_split
     from ..learn.decoder import load_decoder
-    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face
+    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face, implausible_wound, mesh_operators
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
 
@@ -103,15 +103,25 @@ def cmd_infer(args) -> None:
                              f"template ({n} vertices)")
     wound = _given_wound(args.wound, args.registration, injured) if args.wound else None
     noise = load_npz(args.fit_noise)["noise_mm"]
-    fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise,
-                           settings_from_json(FitSettings, args.fit_settings), wound=wound, name=args.injured)
+    settings = settings_from_json(FitSettings, args.fit_settings)
+    ops = mesh_operators(injured, space["faces"])
+    fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, wound=wound, name=args.injured,
+                           operators=ops)
+    implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
+    if implausible and args.on_implausible == "stop":
+        raise FacecoverError(
+            f"{args.subject}: the wound found on {args.injured} is not one to cover: "
+            f"{'; '.join(implausible)} (found {fit['wound_area_mm2']:.0f} mm²). Nothing is printed for it. Mark the "
+            f"wound instead: put wound.ply (the wound's region cut from the scan, in the scan's coordinates) or "
+            f"wound.npz in the patient's folder (patients/{args.subject}/ by default) and run again")
     split = "patient"
     if args.split:
         split = read_split(args.split).get(args.subject, "not in the split")
     report = {"subject": args.subject, "split": split, "image": image, "experiment": experiment,
               "model": str(checkpoint), "injured": str(args.injured),
               "wound_source": "given: " + str(args.wound) if wound is not None else "found by the fit",
-              "wound_vertices": int(fit["wound"].sum()), "wound_area_mm2": round(fit["wound_area_mm2"], 2),
+              "wound_vertices": int(fit["wound"].sum()),
+              "wound_implausible": implausible, "wound_area_mm2": round(fit["wound_area_mm2"], 2),
               "fit_residual_outside_wound_mm": round(fit["fit_residual_outside_wound_mm"], 4),
               "image_vs_fitted_face_mm": round(float(np.linalg.norm(
                   np.tensordot(prior - fit["coefficients"], decoder["basis"], axes=1), axis=1).mean()), 4)}
@@ -126,7 +136,7 @@ def cmd_infer(args) -> None:
 def cmd_cover_accuracy(args) -> None:
     from ..files import load_mesh_arrays, load_npz
     from ..filling import compare_covers
-    from ..printing import PrinterSettings, check_printable, place_on_bed
+    from ..printing import PrinterSettings
     from ..summary import rounded, write_csv
 
     printer = settings_from_json(PrinterSettings, args.printer)
@@ -141,12 +151,7 @@ def cmd_cover_accuracy(args) -> None:
         row = {"subject": s, **compare_covers(*injured, wound,
                                               covers["predicted"], covers["reference"], footprints["predicted"],
                                               footprints["reference"])}
-        v, f = covers["predicted"]
-        try:
-            check_printable(place_on_bed(v, f, printer), f, printer, args.min_thickness_mm, name=s)
-            row["print_checks"], row["print_check_failure"] = True, ""
-        except FacecoverError as exc:
-            row["print_checks"], row["print_check_failure"] = False, str(exc)
+        row |= _printable(*covers["predicted"], printer, args.min_thickness_mm, s)
         rows.append(row)
     measured = [k for k in rows[0] if k not in ("subject", "print_checks", "print_check_failure")]
     mean = {"subject": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in measured},
@@ -155,6 +160,70 @@ def cmd_cover_accuracy(args) -> None:
     write_csv(table, args.out)
     for row in table:
         print("  ".join(f"{k}={v}" for k, v in row.items() if k != "print_check_failure" or v), file=sys.stderr)
+
+
+def _printable(v: np.ndarray, f: np.ndarray, printer, min_thickness_mm: float, name: str) -> dict:
+    from ..printing import check_printable, place_on_bed
+
+    try:
+        check_printable(place_on_bed(v, f, printer), f, printer, min_thickness_mm, name=name)
+        return {"print_checks": True, "print_check_failure": ""}
+    except FacecoverError as exc:
+        return {"print_checks": False, "print_check_failure": str(exc)}
+
+
+def cmd_cover_scores(args) -> None:
+    """Each test subject's cover, from its injured raw scan, scored in the scan's frame against the true
+    surfaces (`cover_scores`), with the wound found, the false wound on its uninjured scan, and the
+    reference cover (made from the true healthy face on the uninjured registration) scored the same way."""
+    from ..cover_scores import apply_transform, found_wound_iou, score_cover
+    from ..files import load_mesh_arrays, load_npz
+    from ..printing import PrinterSettings
+    from ..summary import rounded, write_csv
+
+    printer = settings_from_json(PrinterSettings, args.printer)
+    d = {k: Path(getattr(args, k)) for k in ("fillings_dir", "reference_dir", "registered_dir",
+                                             "registered_injured_dir", "reconstructions_dir", "uninjured_dir",
+                                             "truth_dir", "truth_injured_dir")}
+    rows = []
+    for s in args.subjects:
+        truth = load_npz(d["truth_injured_dir"] / f"{s}.npz")
+        faces, wound = truth["faces"], truth["wound"].astype(bool)
+        to_scan = np.linalg.inv(np.asarray(json.loads((d["registered_injured_dir"] / f"{s}.json").read_text())
+                                           ["scan_to_canonical"]))
+        cover_v, cover_f = load_mesh_arrays(d["fillings_dir"] / f"{s}.ply")
+        about = json.loads((d["reconstructions_dir"] / f"{s}.json").read_text())
+        found = load_npz(d["reconstructions_dir"] / f"{s}_wound.npz")["wound"].astype(bool)
+        registered = load_mesh_arrays(d["registered_injured_dir"] / f"{s}.ply")[0]
+        uninjured = json.loads((d["uninjured_dir"] / f"{s}.json").read_text())
+        row = {"subject": s,
+               **found_wound_iou(truth["injured"], faces, wound, apply_transform(to_scan, registered), found),
+               **score_cover(apply_transform(to_scan, cover_v), cover_f, truth["healthy"], truth["injured"], faces,
+                             wound, args.min_thickness_mm),
+               "false_wound_mm2": float(uninjured["wound_area_mm2"]),
+               "implausible": "; ".join(about.get("wound_implausible", [])),
+               "false_implausible": "; ".join(uninjured.get("wound_implausible", []))}
+        # the reference cover: healthy registration's frame -> its scan -> the true canonical face -> the injured scan
+        healthy_to_scan = np.linalg.inv(np.asarray(json.loads((d["registered_dir"] / f"{s}.json").read_text())
+                                                   ["scan_to_canonical"]))
+        to_truth = np.linalg.inv(load_npz(d["truth_dir"] / f"{s}.npz")["scan_pose"])
+        ref_v, ref_f = load_mesh_arrays(d["reference_dir"] / f"{s}.ply")
+        chain = truth["scan_pose"] @ to_truth @ healthy_to_scan
+        ref = score_cover(apply_transform(chain, ref_v), ref_f, truth["healthy"], truth["injured"], faces, wound,
+                          args.min_thickness_mm)
+        row |= {f"reference_{k}": v for k, v in ref.items()}
+        row |= _printable(cover_v, cover_f, printer, args.min_thickness_mm, s)
+        rows.append(row)
+    text = ("subject", "implausible", "false_implausible", "print_checks", "print_check_failure")
+    measured = [k for k in rows[0] if k not in text]
+    mean = {"subject": "mean", **{k: float(np.nanmean([r[k] for r in rows])) for k in measured},
+            "implausible": f"{sum(bool(r['implausible']) for r in rows)} of {len(rows)}",
+            "false_implausible": f"{sum(bool(r['false_implausible']) for r in rows)} of {len(rows)}",
+            "print_checks": all(r["print_checks"] for r in rows), "print_check_failure": ""}
+    table = rounded(rows + [mean], 4)
+    write_csv(table, args.out)
+    for row in table:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if v != ""), file=sys.stderr)
 
 
 def register(sub) -> None:
@@ -178,6 +247,10 @@ def register(sub) -> None:
     p.add_argument("--fit-noise", required=True)
     p.add_argument("--fit-settings", help="JSON object of the config 'fit' block")
     p.add_argument("--split", help="splits.csv, to record which set the subject is in")
+    p.add_argument("--on-implausible", choices=("stop", "record"), default="stop",
+                   help="a found wound that cannot be real (scattered, too large, touching an eye, nostril or "
+                        "the mouth): stop with a message asking for a marked wound, or record it in the report "
+                        "and go on (evaluation)")
     p.add_argument("--out", required=True, help="the healthy face (.ply, template topology, mm)")
     p.add_argument("--out-wound", required=True, help=".npz: the wound mask and the coefficients")
     p.add_argument("--report", required=True)
@@ -193,3 +266,19 @@ def register(sub) -> None:
     p.add_argument("--min-thickness-mm", type=float, default=1.0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_cover_accuracy)
+
+    p = sub.add_parser("cover-scores", help="test subjects' covers from injured raw scans vs the true surfaces "
+                                            "(restore, contact, coverage, found IoU, false wound)")
+    p.add_argument("--subjects", nargs="+", required=True)
+    for name, what in (("fillings", "predicted covers {subject}.ply"), ("reference", "reference covers"),
+                       ("registered", "uninjured registrations (.json)"),
+                       ("registered-injured", "injured registrations (.ply + .json)"),
+                       ("reconstructions", "inference: {subject}.json + _wound.npz"),
+                       ("uninjured", "inference on the uninjured scans (.json)"),
+                       ("truth", "true faces of the uninjured scans (.npz)"),
+                       ("truth-injured", "true surfaces of the injured scans (.npz)")):
+        p.add_argument(f"--{name}-dir", required=True, help=what)
+    p.add_argument("--printer", help="JSON object of the config 'printer' block")
+    p.add_argument("--min-thickness-mm", type=float, default=1.0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_cover_scores)

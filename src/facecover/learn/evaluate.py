@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import FacecoverError
-from ..meshtools import rigid_transform
+from ..meshtools import rigid_transform, vertex_areas
 
 IOU_REGIONS = {"forehead": ("forehead",), "nose": ("nose",), "cheeks": ("cheek_left", "cheek_right"),
                "mouth": ("mouth",), "chin": ("chin",), "eyes": ("eyes",)}
@@ -37,17 +37,6 @@ def align_outside_wound(vertices: np.ndarray, injured: np.ndarray, wound: np.nda
         raise FacecoverError("rigid alignment: no vertices outside the wound to align on (is the whole face wounded?)")
     R, t = rigid_transform(vertices, injured, (~wound).astype(float))
     return vertices @ R.T + t
-
-
-def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area (N,) mm² attributed to each vertex (a third of each adjacent triangle)."""
-    from ..meshtools import triangle_areas
-
-    area = triangle_areas(vertices, faces)
-    out = np.zeros(len(vertices))
-    for k in range(3):
-        np.add.at(out, faces[:, k], area / 3.0)
-    return out
 
 
 def region_masks(regions: np.ndarray, region_names) -> dict[str, np.ndarray]:

@@ -50,6 +50,9 @@ class FitSettings:
     iterations: int = 6                  # robust (reweighted) rounds
     refine_rounds: int = 2               # then rounds that leave the wound found so far out entirely
     exclusion_band_mm: float = 2.0       # ... with this band around it
+    max_wound_parts: int = 3             # a wound found in more separate parts than this is implausible ...
+    max_wound_share: float = 0.15        # ... so is one over more than this share of the face's area ...
+    opening_margin_mm: float = 1.5       # ... or one within this of an eye opening, a nostril or the mouth
 
 
 def spd_solver(matrix):
@@ -112,8 +115,7 @@ def blend_into_skin(fitted: np.ndarray, injured: np.ndarray, wound: np.ndarray, 
 
 def mesh_operators(vertices: np.ndarray, faces: np.ndarray) -> dict:
     """What the fit needs of the mesh, computed once: edge graph (mm), vertex areas (mm²), LᵀL."""
-    from ..meshtools import edge_graph, graph_laplacian
-    from .evaluate import vertex_areas
+    from ..meshtools import edge_graph, graph_laplacian, vertex_areas
 
     L = graph_laplacian(faces, len(vertices)).astype(np.float64)
     return {"graph": edge_graph(vertices, faces), "areas": vertex_areas(vertices, faces),
@@ -175,6 +177,36 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
     return {"healthy": healthy, "fitted": fitted, "wound": found, "coefficients": z, "residual_mm": residual,
             "fit_residual_outside_wound_mm": float(residual[outside].mean()) if outside.any() else float("nan"),
             "wound_area_mm2": float(ops["areas"][found].sum()), "wound_given": given}
+
+
+OPENINGS = {1: "an eye opening", 2: "a nostril", 3: "the mouth opening"}
+
+
+def implausible_wound(wound: np.ndarray, openings: np.ndarray, ops: dict, settings: FitSettings = FitSettings()
+                      ) -> list[str]:
+    """Why a wound found by the fit (N,) bool cannot be a real one to cover, as sentences (empty: plausible):
+    scattered over more than `max_wound_parts` parts, over more than `max_wound_share` of the face, or
+    touching an opening (`openings` (N,) ids: 1 eye, 2 nostril, 3 mouth) within `opening_margin_mm`."""
+    wound = np.asarray(wound, bool)
+    if not wound.any():
+        return []
+    reasons = []
+    ids = np.flatnonzero(wound)
+    parts, labels = connected_components(ops["graph"][wound][:, wound], directed=False)
+    area = ops["areas"][ids]
+    share = area.sum() / ops["areas"].sum()
+    if parts > settings.max_wound_parts:
+        sizes = np.sort(np.bincount(labels, weights=area))[::-1]
+        reasons.append(f"{parts} separate parts ({', '.join(f'{a:.0f}' for a in sizes[:6])}"
+                       f"{', ...' if parts > 6 else ''} mm²; at most {settings.max_wound_parts} expected)")
+    if share > settings.max_wound_share:
+        reasons.append(f"{100 * share:.0f} % of the face ({area.sum():.0f} mm²; at most "
+                       f"{100 * settings.max_wound_share:.0f} % expected)")
+    near = grown(wound, ops["graph"], settings.opening_margin_mm)
+    touched = sorted(set(np.unique(openings[near & (openings > 0)]).tolist()))
+    if touched:
+        reasons.append("touching " + " and ".join(OPENINGS[t] for t in touched))
+    return reasons
 
 
 def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, settings: FitSettings = FitSettings()

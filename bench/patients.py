@@ -1,0 +1,138 @@
+"""Benchmark: covers for held-out patients, end to end from injured raw scans, scored against the true surfaces.
+
+Each set (`facecover.heldout.patient_faces`) holds faces the product did not learn from — except `cohort`, made
+like the workflow's people (ICT identities + detail), for comparison:
+
+    cohort       in-model: ICT identities + fine detail (template topology)
+    handmade     the old generator: MeshMonk template + hand-made modes (template topology, other proportions)
+    expressions  ICT people with a squint, a smile or the mouth slightly open, plus a strong 3-D warp (ICT topology)
+    asymmetric   ICT people with one side wider and one cheek fuller (ICT topology)
+
+Every face is scanned twice as a raw scan (own triangulation, 0.2 mm noise, holes, random pose): once with one
+round dent (2-4 mm deep, 9-18 mm radius — 9-11 on the nose — on a cheek, the forehead, the nose or the chin)
+and once uninjured. Each scan goes through what a patient's does — `ingest_scan`, the fit with the mean face
+as prior (no photo: the image prior moves the fit little, `meanface+fit` vs `nossl+fit` in the results
+table), the plausibility check, `make_watertight`, `cover_solid` with the wound found — and is scored in the
+scan's own frame (`facecover.cover_scores`): found IoU, restore mean / p95, contact, coverage, whether the
+cover touches an eye opening, a nostril or the mouth opening; on the uninjured scan, the false wound (mm²).
+
+Beside the product, in the same run: a shape-model baseline (the decoder fitted to every vertex by least
+squares, the wound where the skin is more than 1 mm off it) — what a user with a face model would do.
+
+Run after `make run` (it reads results/model/{face_space,decoder,fit_noise}.npz and config.yaml's `fit`):
+
+    .venv/bin/python bench/patients.py [--per-set 4] [--sets cohort handmade expressions asymmetric]
+        [--set key=value ...] [--noise pool|registered] [--out results/benchmarks/patients.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from facecover.cover_scores import patient_case
+from facecover.files import load_mesh_arrays, load_npz
+from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
+from facecover.learn.decoder import load_decoder
+from facecover.learn.infer import FitSettings, fit_noise
+
+R = Path("results")
+
+
+def fit_settings(config: dict, overrides: list[str]) -> FitSettings:
+    values = dict(config["fit"])
+    for item in overrides:
+        key, value = item.split("=", 1)
+        values[key] = type(getattr(FitSettings(), key))(float(value) if "." in value else int(value))
+    names = {f.name for f in dataclasses.fields(FitSettings)}
+    return FitSettings(**{k: v for k, v in values.items() if k in names})
+
+
+def registered_noise(space: dict, decoder: dict, settings: FitSettings) -> np.ndarray:
+    """The fit's per-vertex noise on the cohort's registered *training* faces (healthy scans, registration
+    noise included) instead of the pool's exact faces."""
+    from facecover.learn.data import read_split, subjects_in
+
+    train = subjects_in(read_split(R / "splits.csv"), "train")
+    faces = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
+    return fit_noise(decoder, space["faces"], faces, settings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-set", type=int, default=4)
+    ap.add_argument("--sets", nargs="+", default=list(PATIENT_SETS), choices=PATIENT_SETS)
+    ap.add_argument("--set", nargs="*", default=[], help="fit settings key=value on top of config.yaml's fit")
+    ap.add_argument("--noise", choices=("pool", "registered"), default="pool",
+                    help="the fit's noise model: results/model/fit_noise.npz, or measured on the registered "
+                         "training faces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(R / "benchmarks/patients.csv"))
+    args = ap.parse_args()
+    config = yaml.safe_load(Path("config.yaml").read_text())
+    space = load_npz(R / "model/face_space.npz")
+    if "openings" not in space:
+        raise SystemExit("results/model/face_space.npz predates the real-anatomy face space: run `make run` first")
+    decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
+    settings = fit_settings(config, args.set)
+    noise = (load_npz(R / "model/fit_noise.npz")["noise_mm"] if args.noise == "pool"
+             else registered_noise(space, decoder, settings))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for which in args.sets:
+            for i, face in enumerate(patient_faces(space, which, args.per_set, args.seed)):
+                rng = np.random.default_rng([args.seed, i, PATIENT_SETS.index(which)])
+                site = WOUND_SITES[i % len(WOUND_SITES)]
+                radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
+                displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
+                for injured in (True, False):
+                    row = {"set": which, "face": face.name, "injured": injured, "site": site if injured else "",
+                           "radius_mm": radius if injured else np.nan, **face.notes,
+                           **patient_case(space, decoder, noise, settings, face,
+                                          displacement if injured else None, rng, Path(tmp))}
+                    rows.append(row)
+                    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                             if k in ("found_iou", "found_mm2", "restore_mean_mm", "coverage", "implausible",
+                                      "baseline_found_iou", "seconds", "refused_scan", "cover_failed")}
+                    print(f"{which} {face.name} {'injured' if injured else 'uninjured'} {site if injured else ''}: "
+                          f"{shown}", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    summary = summarize(table)
+    print(f"fit settings: {settings}\nnoise model: {args.noise}\n")
+    print(summary.to_string(index=False))
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per set: the issue's figures (found IoU mean / min, false wound mm² per uninjured face, restore mean /
+    p95, contact, coverage, covers touching an opening, implausible, seconds per scan) and the baseline's."""
+    out = []
+    for which, t in table.groupby("set", sort=False):
+        inj, clean = t[t["injured"]], t[~t["injured"]]
+        col = lambda frame, key: frame[key] if key in frame else pd.Series(dtype=float)  # noqa: E731
+        out.append({
+            "set": which, "faces": len(inj),
+            "found IoU mean": col(inj, "found_iou").mean(), "found IoU min": col(inj, "found_iou").min(),
+            "false wound mm² (mean)": clean["found_mm2"].mean(), "false wound mm² (max)": clean["found_mm2"].max(),
+            "restore mean mm": col(inj, "restore_mean_mm").mean(), "restore p95 mm": col(inj, "restore_p95_mm").mean(),
+            "contact mm": col(inj, "contact_mm").mean(), "coverage": col(inj, "coverage").mean(),
+            "covers touching an opening": int(col(inj, "cover_touches_opening").fillna(False).astype(bool).sum()),
+            "stopped as implausible (injured / uninjured)": f"{int((inj['implausible'].fillna('') != '').sum())} / "
+                                                            f"{int((clean['implausible'].fillna('') != '').sum())}",
+            "baseline found IoU": col(inj, "baseline_found_iou").mean(),
+            "baseline false wound mm²": clean["baseline_found_mm2"].mean(),
+            "s per scan": t["seconds"].mean(),
+        })
+    return pd.DataFrame(out).round(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""A cover scored against the true surfaces, in the raw scan's own frame (mm): how the printed part would sit.
+
+The truth is a face with its own triangulation: the *healthy* surface and the *injured* one (the same
+vertices plus the wound's displacement, so vertex i is the same skin point on both), and the true wound
+mask over those vertices. The cover and the wound found come from the pipeline (registered template,
+canonical pose) and are brought into the scan's frame with the registration's `scan_to_canonical`.
+
+* **restore** — distance from the true healthy surface to the cover, over the true wound where the healthy
+  face lies above the injured skin by more than the minimum wall (there the cover's outer side *is* the
+  rebuilt face; elsewhere it is the skin plus the minimum wall): mean and 95th percentile;
+* **contact** — distance from the injured skin inside the true wound to the cover (its inner side should
+  lie on the skin): mean;
+* **coverage** — share of the true wound's area whose skin lies under the cover (within
+  `contact_tolerance_mm` of it);
+* **found IoU** — the wound found against the true wound, by area on the true surface: a true vertex counts
+  as found when the nearest registered vertex (within `match_mm`) is in the found wound.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .meshtools import DistanceScene, vertex_areas, vertex_normals
+
+
+def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (n, 3) moved by a 4×4 rigid transform."""
+    return np.asarray(points, np.float64) @ T[:3, :3].T + T[:3, 3]
+
+
+def found_wound_iou(true_vertices: np.ndarray, true_faces: np.ndarray, true_wound: np.ndarray,
+                    registered: np.ndarray, found: np.ndarray, match_mm: float = 3.0) -> dict:
+    """IoU (by area on the true surface, mm²) of the wound found — `found` (N,) bool over `registered` (N, 3)
+    vertices, in the same frame as `true_vertices` (n, 3) — and the true wound (n,) bool."""
+    from scipy.spatial import cKDTree
+
+    area = vertex_areas(true_vertices, true_faces)
+    distance, nearest = cKDTree(registered).query(true_vertices)
+    hit = np.asarray(found, bool)[nearest] & (distance < match_mm)
+    true_wound = np.asarray(true_wound, bool)
+    union = area[hit | true_wound].sum()
+    return {"found_iou": float(area[hit & true_wound].sum() / union) if union > 0 else 1.0,
+            "found_area_mm2": float(area[hit].sum()), "true_area_mm2": float(area[true_wound].sum())}
+
+
+def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, injured: np.ndarray,
+                faces: np.ndarray, wound: np.ndarray, min_wall_mm: float = 1.0,
+                contact_tolerance_mm: float = 0.3) -> dict:
+    """Restore, contact and coverage (see the module) of a cover (vertices, faces) in the frame of the true
+    `healthy` and `injured` vertices (n, 3) mm over `faces`, with the true `wound` (n,) bool."""
+    wound = np.asarray(wound, bool)
+    area = vertex_areas(injured, faces)
+    cover = DistanceScene(cover_v, cover_f)
+    to_skin = cover(injured[wound])
+    depth = np.linalg.norm(healthy - injured, axis=1)
+    above = np.einsum("ij,ij->i", healthy - injured, vertex_normals(healthy, faces)) > 0
+    rebuild = wound & above & (depth > min_wall_mm)
+    restore = cover(healthy[rebuild]) if rebuild.any() else np.zeros(0)
+    covered = to_skin <= contact_tolerance_mm
+    return {
+        "restore_mean_mm": float(restore.mean()) if len(restore) else float("nan"),
+        "restore_p95_mm": float(np.percentile(restore, 95)) if len(restore) else float("nan"),
+        "contact_mm": float(to_skin.mean()) if len(to_skin) else float("nan"),
+        "coverage": float(area[wound][covered].sum() / area[wound].sum()) if wound.any() else float("nan"),
+    }
+
+
+def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, displacement: np.ndarray | None,
+                 rng: np.random.Generator, workdir: Path) -> dict:
+    """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
+    wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
+    (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
+    `ingest_scan`, the fit (mean face prior, `settings` a `FitSettings`, `noise` (N,) mm its noise model), the
+    plausibility check, `make_watertight` and `cover_solid` with the wound found; scored in the scan's frame.
+    Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off.
+    Returns a flat dict of figures (mm, mm²) and `seconds` (scan file to cover)."""
+    from . import FacecoverError
+    from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
+    from .files import save_mesh
+    from .filling import FillingSettings, cover_solid
+    from .ingest import ingest_scan
+    from .learn.evaluate import shape_completion
+    from .learn.infer import fit_healthy_face, grown, implausible_wound, mesh_operators
+    from .scars import ScarSettings
+    from .watertight import make_watertight
+
+    true_injured = face.vertices if displacement is None else injured_surface(
+        face.vertices, face.faces, displacement, ScarSettings().normal_smoothing_mm)
+    uv = disk_parameterization(face.vertices, face.faces)
+    scan_v, scan_f, pose = synthetic_scan(true_injured, face.faces, uv, rng, ScanSettings())
+    path = workdir / f"{face.name}.ply"
+    save_mesh(path, scan_v, scan_f)
+    t0 = time.perf_counter()
+    try:
+        reg = ingest_scan(path, space)
+    except FacecoverError as exc:
+        return {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
+    faces = space["faces"]
+    ops = mesh_operators(reg.vertices, faces)
+    fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops)
+    implausible = implausible_wound(fit["wound"], space["openings"], ops, settings)
+    row = {"found_mm2": fit["wound_area_mm2"], "implausible": "; ".join(implausible)}
+    # the shape-model baseline: least squares to every vertex, the wound where the skin is > 1 mm off
+    fitted, _, _ = shape_completion(decoder, reg.vertices, np.ones(len(reg.vertices)), settings.prior_weight_mm2, None)
+    baseline = np.linalg.norm(reg.vertices - fitted, axis=1) > 1.0
+    row["baseline_found_mm2"] = float(ops["areas"][baseline].sum())
+    to_scan = np.linalg.inv(reg.scan_to_canonical)
+    move = lambda p: p @ pose[:3, :3].T + pose[:3, 3]  # noqa: E731  true canonical -> scan frame
+    if displacement is not None:
+        wound = np.abs(displacement) > 0.1
+        registered = apply_transform(to_scan, reg.vertices)
+        row |= found_wound_iou(move(true_injured), face.faces, wound, registered, fit["wound"])
+        row["baseline_found_iou"] = found_wound_iou(move(true_injured), face.faces, wound, registered,
+                                                    baseline)["found_iou"]
+        if fit["wound"].any():
+            try:
+                wt_v, wt_f, _ = make_watertight(fit["healthy"], faces)
+                cv, cf, report = cover_solid(reg.vertices, faces, wt_v, wt_f, FillingSettings(),
+                                             wound_mask=fit["wound"])
+                footprint = report["footprint"]
+                near = grown(footprint, ops["graph"], 0.5)
+                row["cover_touches_opening"] = bool((space["openings"][near] > 0).any())
+                row |= score_cover(apply_transform(to_scan, cv), cf, move(face.vertices), move(true_injured),
+                                   face.faces, wound)
+            except FacecoverError as exc:
+                row["cover_failed"] = str(exc)
+    row["seconds"] = time.perf_counter() - t0
+    return row
