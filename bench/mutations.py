@@ -41,6 +41,7 @@ MUTANTS = {
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
+    "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
 
@@ -187,6 +188,18 @@ def apply(name: str) -> None:
         import facecover.config_check as config_check
 
         config_check.config_problems = lambda config, schema_path: []
+    elif name == "iou_union_double":
+        import facecover.learn.evaluate as evaluate
+
+        original = evaluate.image_metrics
+
+        def image_metrics(aligned, healthy, injured, wound, masks, healthy_distance, threshold_mm, truth=None):
+            out = original(aligned, healthy, injured, wound, masks, healthy_distance, threshold_mm, truth)
+            for key in evaluate.IOU_REGIONS:
+                out[f"union_{key}"] += out[f"inter_{key}"]  # |P| + |W| = |P ∪ W| + |P ∩ W|
+            return out
+
+        evaluate.image_metrics = image_metrics
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 

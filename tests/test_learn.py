@@ -206,6 +206,39 @@ def test_error_heatmap_shows_a_right_face_lit_and_the_wound_edge(space, tmp_path
     assert ((b > r + 0.25) & (b > g + 0.1)).sum() > 20  # the wound's edge
 
 
+# ------------------------------------------------------------------ evaluation
+
+def test_wound_iou_is_intersection_over_union_pooled_per_region():
+    """Two images of 20 vertices (nose 0-9, chin 10-19), counted by hand. Image 1: nose predicted 0-5,
+    wound 3-8 (3 shared of 9); chin predicted 10-13, wound 10-11 (2 of 4). Image 2: nose predicted and
+    wound 0-1 (2 of 2); chin nothing. Pooled per region: nose 5/11, chin 2/4, the rest no wound (NaN)."""
+    from facecover.learn.evaluate import IOU_REGIONS, image_metrics, summary_row
+
+    regions = np.repeat([0, 1], 10)  # 0 nose, 1 chin
+    masks = {key: np.zeros(20, bool) for key in IOU_REGIONS}
+    masks["nose"], masks["chin"], masks["face"] = regions == 0, regions == 1, np.ones(20, bool)
+    injured = np.zeros((20, 3))
+
+    def image(predicted, wound):
+        aligned = injured.copy()
+        aligned[predicted, 2] += 1.0  # 1 mm off the injured face: predicted wound at a 0.5 mm threshold
+        mask = np.zeros(20, bool)
+        mask[wound] = True
+        return image_metrics(aligned, aligned, injured, mask, masks, lambda p: np.zeros(len(p)), 0.5)
+
+    rows = [image([0, 1, 2, 3, 4, 5, 10, 11, 12, 13], [3, 4, 5, 6, 7, 8, 10, 11]), image([0, 1], [0, 1])]
+    assert [(r["inter_nose"], r["union_nose"], r["inter_chin"], r["union_chin"]) for r in rows] == \
+        [(3, 9, 2, 4), (2, 2, 0, 0)]
+    per_image = pd.DataFrame([{**r, "view": "0", "wound_area_mm2": 1.0} for r in rows])
+    row = summary_row("hand", per_image, np.array([0.5, 1.5]))
+    # exact counts, so a 1e-12 tolerance: the right formula gives nose 5/11 = 0.4545 and chin 0.5; a union
+    # that counts the intersection twice gives 5/16 = 0.3125 and 2/6 = 0.333, the mean of the per-image
+    # ratios (no pooling) 0.667 for the nose
+    assert row["iou_nose"] == pytest.approx(5 / 11, abs=1e-12)
+    assert row["iou_chin"] == pytest.approx(2 / 4, abs=1e-12)
+    assert all(np.isnan(row[f"iou_{key}"]) for key in ("forehead", "cheeks", "mouth", "eyes"))
+
+
 # ------------------------------------------------------------------ the stages, end to end (tiny)
 
 from learning_workspace import REGION_WEIGHTS, run_learning  # noqa: E402
