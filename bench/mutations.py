@@ -41,6 +41,7 @@ MUTANTS = {
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
+    "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
@@ -200,6 +201,15 @@ def apply(name: str) -> None:
             return out
 
         evaluate.image_metrics = image_metrics
+    elif name == "wall_twice_thick":
+        import facecover.printing as printing
+
+        original = printing.wall_thickness
+
+        def wall_thickness(*args, **kwargs):
+            return 2.0 * original(*args, **kwargs)
+
+        printing.wall_thickness = wall_thickness
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
