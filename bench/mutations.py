@@ -42,6 +42,7 @@ MUTANTS = {
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
     "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
+    "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
@@ -210,6 +211,17 @@ def apply(name: str) -> None:
             return 2.0 * original(*args, **kwargs)
 
         printing.wall_thickness = wall_thickness
+    elif name == "swav_own_code":
+        import facecover.learn.swav as swav
+
+        def swapped_prediction_loss(scores_per_view, settings):
+            import torch
+
+            codes = [swav.sinkhorn(s, settings.epsilon, settings.sinkhorn_iterations) for s in scores_per_view]
+            return sum(-(q * torch.log_softmax(s / settings.temperature, dim=1)).sum(dim=1).mean()
+                       for q, s in zip(codes, scores_per_view)) / len(scores_per_view)
+
+        swav.swapped_prediction_loss = swapped_prediction_loss
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 

@@ -161,6 +161,21 @@ def test_sinkhorn_codes_have_the_required_marginals():
     assert not sinkhorn(s).requires_grad
 
 
+def test_swav_loss_predicts_each_views_code_from_the_other_views():
+    """Three views of 4 samples scored on 4 prototypes: views 0 and 1 put sample i on prototype i, view 2 on
+    prototype i + 1. The codes are one-hot (Sinkhorn at ε = 0.05: off-diagonal 2e-9), so by hand each ordered
+    pair of agreeing views costs a = ln(1 + 3 e^-10) and each disagreeing pair b = ln(e^10 + 3) (τ = 0.1)."""
+    from facecover.learn.swav import swapped_prediction_loss
+
+    same, shifted = torch.eye(4), torch.eye(4)[[1, 2, 3, 0]]
+    loss = float(swapped_prediction_loss([same, same, shifted], SwavSettings()))
+    a, b = math.log(1 + 3 * math.exp(-10)), math.log(math.exp(10) + 3)
+    # measured 6.666803 against (2a + 4b) / 6 = 6.666803 (difference 5e-7, float32); a loss that predicts
+    # each view's own code gives a = 0.000136, one averaged over all V² pairs 4.44
+    assert loss == pytest.approx((2 * a + 4 * b) / 6, abs=1e-4)
+    assert float(swapped_prediction_loss([same, shifted], SwavSettings())) == pytest.approx(b, abs=1e-4)
+
+
 def test_swav_learns_without_collapse():
     """Views of the same render must agree: the loss falls below ln K and several prototypes are used."""
     rng = np.random.default_rng(0)
