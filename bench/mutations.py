@@ -43,6 +43,7 @@ MUTANTS = {
                            "config errors left to the validator (the schema dump)"),
     "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
     "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
+    "training_idle": ("tests/test_learn.py -k training_beats", "the mapping network's training loop never steps (learning rate 0)"),
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
@@ -222,6 +223,18 @@ def apply(name: str) -> None:
                        for q, s in zip(codes, scores_per_view)) / len(scores_per_view)
 
         swav.swapped_prediction_loss = swapped_prediction_loss
+    elif name == "training_idle":
+        import dataclasses
+
+        import facecover.learn.train as train
+
+        original = train.train_mapping
+
+        def train_mapping(net, decoder, vertex_weights, train_set, val, settings, *args, **kwargs):
+            return original(net, decoder, vertex_weights, train_set, val, dataclasses.replace(settings, learning_rate=0.0),
+                            *args, **kwargs)
+
+        train.train_mapping = train_mapping
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
