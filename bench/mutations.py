@@ -44,6 +44,7 @@ MUTANTS = {
     "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
     "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
     "training_idle": ("tests/test_learn.py -k training_beats", "the mapping network's training loop never steps (learning rate 0)"),
+    "photo_smallest_face": ("tests/test_photo.py", "the smallest of several faces in a photo is used"),
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
@@ -235,6 +236,15 @@ def apply(name: str) -> None:
                             *args, **kwargs)
 
         train.train_mapping = train_mapping
+    elif name == "photo_smallest_face":
+        import facecover.photo as photo
+
+        original = photo.detect_faces
+
+        def detect_faces(*args, **kwargs):
+            return original(*args, **kwargs)[::-1]  # smallest first
+
+        photo.detect_faces = detect_faces
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
