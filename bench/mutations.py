@@ -45,6 +45,8 @@ MUTANTS = {
     "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
     "training_idle": ("tests/test_learn.py -k training_beats", "the mapping network's training loop never steps (learning rate 0)"),
     "photo_smallest_face": ("tests/test_photo.py", "the smallest of several faces in a photo is used"),
+    "viewer_float64": ("tests/test_report.py", "the 3D view's meshes written as float64 (the page reads float32)"),
+    "stage_memory_from_mean": ("tests/test_report.py", "cluster memory sized from the mean job's peak, not the largest"),
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
 }
 
@@ -245,6 +247,23 @@ def apply(name: str) -> None:
             return original(*args, **kwargs)[::-1]  # smallest first
 
         photo.detect_faces = detect_faces
+    elif name == "viewer_float64":
+        import facecover.viewer as viewer
+
+        original = viewer._b64
+        viewer._b64 = lambda array, dtype: original(array, "<f8" if dtype == "<f4" else dtype)
+    elif name == "stage_memory_from_mean":
+        import facecover.summary as summary
+
+        original = summary.stage_table
+
+        def stage_table(benchmarks):
+            stages, jobs = original(benchmarks)
+            if len(stages):
+                stages["profile_mem_mb"] = summary.profile_mem_mb(stages["max_rss_mb_mean"])
+            return stages, jobs
+
+        summary.stage_table = stage_table
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
