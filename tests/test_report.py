@@ -34,30 +34,41 @@ class _Page(HTMLParser):
             self.script += data
 
 
-def test_cover_view_embeds_both_meshes_exactly():
-    """The page's data, decoded as its script decodes it (base64 → Float32Array / Uint32Array), gives back
-    the face's and the cover's vertices, triangles and unit normals, and a view centred on the face."""
-    from facecover.viewer import cover_viewer_html
+def view_data(page_text: str) -> tuple[str, dict, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """An interactive view's title, data and meshes (positions, normals, triangles) decoded as its script
+    decodes them (base64 → little-endian Float32Array / Uint32Array)."""
+    page = _Page()
+    page.feed(page_text)
+    assert "f32(m[key])" in page.script and "u32(m.indices)" in page.script  # what the script decodes, and how
+    data, _ = json.JSONDecoder().raw_decode(page.script, re.search(r"const DATA = ", page.script).end())
+    meshes = [(np.frombuffer(base64.b64decode(m["positions"]), "<f4").reshape(-1, 3),
+               np.frombuffer(base64.b64decode(m["normals"]), "<f4").reshape(-1, 3),
+               np.frombuffer(base64.b64decode(m["indices"]), "<u4").reshape(-1, 3)) for m in data["meshes"]]
+    return page.title, data, meshes
 
+
+def skin_and_cover():
+    """A curved sheet of skin (5 × 5 vertices, 80 × 100 mm) and a 20 × 15 × 3 mm box above it."""
     x, y = np.meshgrid(np.linspace(-40.0, 40.0, 5), np.linspace(-50.0, 50.0, 5))
-    face_v = np.c_[x.ravel(), y.ravel(), 0.01 * x.ravel() ** 2 + 12.345678]  # a curved sheet of skin
+    face_v = np.c_[x.ravel(), y.ravel(), 0.01 * x.ravel() ** 2 + 12.345678]
     i, j = np.meshgrid(np.arange(4), np.arange(4))
     a = (j * 5 + i).ravel()
     face_f = np.r_[np.c_[a, a + 1, a + 6], np.c_[a, a + 6, a + 5]]
     box = trimesh.creation.box(extents=(20.0, 15.0, 3.0))
-    cover_v, cover_f = np.asarray(box.vertices) + [5.0, -3.0, 15.0], np.asarray(box.faces)
-    page = _Page()
-    page.feed(cover_viewer_html(face_v, face_f, cover_v, cover_f, "subject07 <test>", "cover 900 mm³"))
-    assert page.title == "subject07 <test>"
-    match = re.search(r"const DATA = ", page.script)
-    data, _ = json.JSONDecoder().raw_decode(page.script, match.end())
-    # the script reads positions and normals as float32 and indices as uint32, little-endian (what it decodes)
-    assert 'f32(m[key])' in page.script and "u32(m.indices)" in page.script
+    return face_v, face_f, np.asarray(box.vertices) + [5.0, -3.0, 15.0], np.asarray(box.faces)
+
+
+def test_cover_view_embeds_both_meshes_exactly():
+    """The page's data gives back the face's and the cover's vertices, triangles and unit normals, and a
+    view centred on the face."""
+    from facecover.viewer import cover_viewer_html
+
+    face_v, face_f, cover_v, cover_f = skin_and_cover()
+    title, data, meshes = view_data(cover_viewer_html(face_v, face_f, cover_v, cover_f, "subject07 <test>",
+                                                      "cover 900 mm³"))
+    assert title == "subject07 <test>" and data["caption"] == "cover 900 mm³"
     assert [m["name"] for m in data["meshes"]] == ["face", "cover"]
-    for mesh, (v, f) in zip(data["meshes"], ((face_v, face_f), (cover_v, cover_f))):
-        positions = np.frombuffer(base64.b64decode(mesh["positions"]), "<f4").reshape(-1, 3)
-        normals = np.frombuffer(base64.b64decode(mesh["normals"]), "<f4").reshape(-1, 3)
-        indices = np.frombuffer(base64.b64decode(mesh["indices"]), "<u4").reshape(-1, 3)
+    for (positions, normals, indices), (v, f) in zip(meshes, ((face_v, face_f), (cover_v, cover_f))):
         assert positions.shape == v.shape and indices.shape == f.shape and normals.shape == v.shape
         # float32 rounding: measured at most 3.3e-7 mm here (coordinates up to 50 mm); float64 bytes read as
         # float32 give twice as many values, and garbage
@@ -68,7 +79,26 @@ def test_cover_view_embeds_both_meshes_exactly():
     centre = [0.0, 0.0, 12.345678 + 8.0]  # the face's bounding box: z from 12.35 to 12.35 + 0.01 * 40²
     assert data["center"] == pytest.approx(centre, abs=1e-3)
     assert data["radius"] == pytest.approx(1.05 * np.linalg.norm(face_v - centre, axis=1).max(), rel=1e-9)
-    assert data["caption"] == "cover 900 mm³"
+
+
+def test_preview_command_shows_the_filling_on_the_injured_face(tmp_path):
+    """`facecover preview --out-html` (the workflow's report page): the cover drawn is the filling's mesh, the
+    face the injured one, and the caption gives the cover's volume (20 × 15 × 3 mm = 900 mm³)."""
+    from facecover.cli import main
+    from facecover.files import save_mesh
+
+    face_v, face_f, cover_v, cover_f = skin_and_cover()
+    save_mesh(tmp_path / "injured.ply", face_v, face_f)
+    save_mesh(tmp_path / "filling.ply", cover_v, cover_f)
+    assert main(["preview", "--injured", str(tmp_path / "injured.ply"), "--filling", str(tmp_path / "filling.ply"),
+                 "--size", "64", "--title", "subject07", "--out", str(tmp_path / "still.png"),
+                 "--out-html", str(tmp_path / "view.html")]) == 0
+    title, data, meshes = view_data((tmp_path / "view.html").read_text())
+    assert title == "subject07" and data["caption"] == "cover 900 mm³, 1 part(s)"
+    (face_p, _, face_i), (cover_p, _, cover_i) = meshes
+    # float32 in the PLY files and the page: measured at most 3.3e-7 mm from the float64 meshes written
+    assert np.abs(face_p - face_v).max() < 1e-5 and np.array_equal(face_i, face_f)
+    assert np.abs(cover_p - cover_v).max() < 1e-5 and np.array_equal(cover_i, cover_f)
 
 
 def test_covers_table_reads_each_report(tmp_path):
