@@ -49,6 +49,7 @@ MUTANTS = {
                            "config errors left to the validator (the schema dump)"),
     # issue 26, round 2
     "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
+    "iou_not_pooled": ("tests/test_learn.py -k wound_iou", "wound IoU the mean of per-image ratios, not pooled"),
     "photo_smallest_face": ("tests/test_photo.py", "the smallest of several faces in a photo is used"),
     "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
     "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
@@ -251,6 +252,19 @@ def apply(name: str) -> None:
             return original(net, decoder, vertex_weights, train_set, val, idle, *args, **kwargs)
 
         train.train_mapping = train_mapping
+    elif name == "iou_not_pooled":
+        import facecover.learn.evaluate as evaluate
+
+        original = evaluate.summary_row
+
+        def summary_row(method, per_image, size_edges):
+            row = original(method, per_image, size_edges)
+            for key in evaluate.IOU_REGIONS:
+                union = per_image[f"union_{key}"]
+                row[f"iou_{key}"] = (per_image[f"inter_{key}"] / union.where(union > 0)).mean()
+            return row
+
+        evaluate.summary_row = summary_row
     elif name == "photo_smallest_face":
         import facecover.photo as photo
 
