@@ -6,7 +6,13 @@ a config check that falls back to the schema dump) in *every* Python process of 
 and the `facecover`/`snakemake` commands it starts — through a `sitecustomize` module on PYTHONPATH.
 The run first checks that the tests pass unmutated, then that each mutant makes them fail.
 
-    .venv/bin/python bench/mutations.py [--only landmark_shift_2px,cover_half_thickness]
+By default only the fast tests run (the suite's `-m 'not slow'`). A mutant in code that only the workflow
+runs can be caught only by the slow end-to-end test: `SLOW` names the slow tests that guard such mutants,
+and `--slow` runs them too (unmutated first, then for each of those mutants the fast tests did not catch;
+minutes per run). Without `--slow` a mutant with no fast test is listed as skipped. `--list` prints the
+mutants and the pytest commands a run would start, and runs nothing.
+
+    .venv/bin/python bench/mutations.py [--only landmark_shift_2px,cover_half_thickness] [--slow] [--list]
 """
 
 from __future__ import annotations
@@ -41,7 +47,22 @@ MUTANTS = {
     "hash_seeded_rng": ("tests/test_determinism.py", "per-person seeds from hash() of strings"),
     "config_schema_dump": ("tests/test_workflow.py::test_bad_config_fails_at_once_naming_the_key",
                            "config errors left to the validator (the schema dump)"),
+    # issue 26, round 2
+    "iou_union_double": ("tests/test_learn.py -k wound_iou", "wound IoU's union counts the intersection twice"),
+    "iou_not_pooled": ("tests/test_learn.py -k wound_iou", "wound IoU the mean of per-image ratios, not pooled"),
+    "photo_smallest_face": ("tests/test_photo.py", "the smallest of several faces in a photo is used"),
+    "wall_twice_thick": ("tests/test_covers.py -k print_check", "print check measures walls twice as thick"),
+    "swav_own_code": ("tests/test_learn.py -k swav", "SwAV predicts each view's own code, not the other views'"),
+    "training_idle": ("tests/test_learn.py -k training_beats",
+                      "the mapping network's training loop never steps (learning rate 0)"),
+    "viewer_float64": ("tests/test_report.py", "the 3D view's meshes written as float64 (the page reads float32)"),
+    "stage_memory_from_mean": ("tests/test_report.py",
+                               "cluster memory sized from the mean job's peak, not the largest"),
 }
+
+# mutant: the slow tests that (also) guard it, run with --slow. A mutant whose only guard is slow has "" as its
+# fast tests in MUTANTS. Every mutant above is caught by a fast test.
+SLOW: dict[str, str] = {}
 
 
 def apply(name: str) -> None:
@@ -187,27 +208,138 @@ def apply(name: str) -> None:
         import facecover.config_check as config_check
 
         config_check.config_problems = lambda config, schema_path: []
+    elif name == "iou_union_double":
+        import facecover.learn.evaluate as evaluate
+
+        original = evaluate.image_metrics
+
+        def image_metrics(aligned, healthy, injured, wound, masks, healthy_distance, threshold_mm, truth=None):
+            out = original(aligned, healthy, injured, wound, masks, healthy_distance, threshold_mm, truth)
+            for key in evaluate.IOU_REGIONS:
+                out[f"union_{key}"] += out[f"inter_{key}"]  # |P| + |W| = |P ∪ W| + |P ∩ W|
+            return out
+
+        evaluate.image_metrics = image_metrics
+    elif name == "wall_twice_thick":
+        import facecover.printing as printing
+
+        original = printing.wall_thickness
+
+        def wall_thickness(*args, **kwargs):
+            return 2.0 * original(*args, **kwargs)
+
+        printing.wall_thickness = wall_thickness
+    elif name == "swav_own_code":
+        import facecover.learn.swav as swav
+
+        def swapped_prediction_loss(scores_per_view, settings):
+            import torch
+
+            codes = [swav.sinkhorn(s, settings.epsilon, settings.sinkhorn_iterations) for s in scores_per_view]
+            return sum(-(q * torch.log_softmax(s / settings.temperature, dim=1)).sum(dim=1).mean()
+                       for q, s in zip(codes, scores_per_view)) / len(scores_per_view)
+
+        swav.swapped_prediction_loss = swapped_prediction_loss
+    elif name == "training_idle":
+        import dataclasses
+
+        import facecover.learn.train as train
+
+        original = train.train_mapping
+
+        def train_mapping(net, decoder, vertex_weights, train_set, val, settings, *args, **kwargs):
+            idle = dataclasses.replace(settings, learning_rate=0.0)
+            return original(net, decoder, vertex_weights, train_set, val, idle, *args, **kwargs)
+
+        train.train_mapping = train_mapping
+    elif name == "iou_not_pooled":
+        import facecover.learn.evaluate as evaluate
+
+        original = evaluate.summary_row
+
+        def summary_row(method, per_image, size_edges):
+            row = original(method, per_image, size_edges)
+            for key in evaluate.IOU_REGIONS:
+                union = per_image[f"union_{key}"]
+                row[f"iou_{key}"] = (per_image[f"inter_{key}"] / union.where(union > 0)).mean()
+            return row
+
+        evaluate.summary_row = summary_row
+    elif name == "photo_smallest_face":
+        import facecover.photo as photo
+
+        original = photo.detect_faces
+
+        def detect_faces(*args, **kwargs):
+            return original(*args, **kwargs)[::-1]  # smallest first
+
+        photo.detect_faces = detect_faces
+    elif name == "viewer_float64":
+        import facecover.viewer as viewer
+
+        original = viewer._b64
+        viewer._b64 = lambda array, dtype: original(array, "<f8" if dtype == "<f4" else dtype)
+    elif name == "stage_memory_from_mean":
+        import facecover.summary as summary
+
+        original = summary.stage_table
+
+        def stage_table(benchmarks):
+            stages, jobs = original(benchmarks)
+            if len(stages):
+                stages["profile_mem_mb"] = summary.profile_mem_mb(stages["max_rss_mb_mean"])
+            return stages, jobs
+
+        summary.stage_table = stage_table
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
 
-def run_tests(tests: str, mutant: str | None, site: Path) -> tuple[int, float, str]:
+def pytest_command(tests: str, slow: bool = False) -> list[str]:
+    """The pytest command for a test selection; `slow` selects the slow tests (`-m slow`, overriding the
+    suite's `-m 'not slow'`)."""
+    return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *(["-m", "slow"] if slow else []),
+            *tests.split()]
+
+
+def run_tests(tests: str, mutant: str | None, site: Path, slow: bool = False) -> tuple[int, float, str]:
     env = dict(os.environ)
     env.pop("FACECOVER_MUTANT", None)
     if mutant:
         env.update(FACECOVER_MUTANT=mutant, PYTHONPATH=f"{site}{os.pathsep}{env.get('PYTHONPATH', '')}")
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(pytest_command(tests, slow), cwd=ROOT, env=env, capture_output=True, text=True)
     summary = (done.stdout.strip().splitlines() or [""])[-1]
     return done.returncode, time.perf_counter() - t0, summary
+
+
+def caught_by(code: int, summary: str) -> bool:
+    """A test *failed* (an assertion), not an error while collecting or setting up."""
+    return code == 1 and " failed" in summary and " error" not in summary
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated mutants")
+    ap.add_argument("--slow", action="store_true",
+                    help="also run the slow tests (SLOW) for the mutants that need them (minutes each)")
+    ap.add_argument("--list", action="store_true", help="print the mutants and their pytest commands; run nothing")
     args = ap.parse_args()
     names = args.only.split(",") if args.only else list(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        raise SystemExit(f"unknown mutant(s) {', '.join(unknown)}; known: {', '.join(MUTANTS)}")
+    fast = [n for n in names if MUTANTS[n][0]]
+    slow = [n for n in names if args.slow and n in SLOW]
+    skipped = [n for n in names if n not in fast and n not in slow]
+    if args.list:
+        for name in names:
+            tests, what = MUTANTS[name]
+            commands = ([" ".join(pytest_command(tests)[2:])] if tests else []) + \
+                ([" ".join(pytest_command(SLOW[name], True)[2:]) + "  (--slow, if the fast tests miss it)"]
+                 if name in SLOW else [])
+            print(f"{name:22s} {what}\n    " + "\n    ".join(commands))
+        return
     site = Path(tempfile.mkdtemp(prefix="facecover-mutants-"))
     (site / "sitecustomize.py").write_text(
         "import os, sys\n"
@@ -216,20 +348,30 @@ def main() -> None:
         "    import mutations\n"
         "    mutations.apply(os.environ['FACECOVER_MUTANT'])\n")
     rows, ok = [], True
-    for tests in dict.fromkeys(MUTANTS[n][0] for n in names):
-        code, seconds, summary = run_tests(tests, None, site)
-        print(f"unmutated  {tests}: {'pass' if code == 0 else 'FAIL'} ({seconds:.0f} s; {summary})", flush=True)
+    baseline = [(t, False) for t in dict.fromkeys(MUTANTS[n][0] for n in fast)]
+    baseline += [(t, True) for t in dict.fromkeys(SLOW[n] for n in slow)]
+    for tests, is_slow in baseline:
+        code, seconds, summary = run_tests(tests, None, site, is_slow)
+        print(f"unmutated  {tests}{' (slow)' if is_slow else ''}: {'pass' if code == 0 else 'FAIL'} "
+              f"({seconds:.0f} s; {summary})", flush=True)
         ok &= code == 0
     for name in names:
         tests, what = MUTANTS[name]
-        code, seconds, summary = run_tests(tests, name, site)
-        # caught = a test *failed* (an assertion), not an error while collecting or setting up
-        caught = code == 1 and " failed" in summary and " error" not in summary
+        if name in skipped:
+            print(f"{name:22s} skipped: only a slow test guards it (run with --slow): {what}", flush=True)
+            continue
+        caught, by = False, []
+        for selection, is_slow in ((tests, False), (SLOW.get(name, ""), True)):
+            if not selection or caught or (is_slow and name not in slow):
+                continue
+            code, seconds, summary = run_tests(selection, name, site, is_slow)
+            caught = caught_by(code, summary)
+            by.append(f"{selection}{' (slow)' if is_slow else ''} ({seconds:.0f} s; {summary})")
         ok &= caught
-        rows.append((name, what, tests, "caught" if caught else "MISSED", seconds))
-        print(f"{name:22s} {'caught' if caught else 'MISSED'} by {tests} ({seconds:.0f} s; {summary}): {what}",
-              flush=True)
-    print(f"\n{sum(r[3] == 'caught' for r in rows)}/{len(rows)} mutants caught")
+        rows.append((name, what, "caught" if caught else "MISSED"))
+        print(f"{name:22s} {'caught' if caught else 'MISSED'} by {', then '.join(by)}: {what}", flush=True)
+    print(f"\n{sum(r[2] == 'caught' for r in rows)}/{len(rows)} mutants caught"
+          + (f"; {len(skipped)} skipped (slow tests only; --slow runs them)" if skipped else ""))
     sys.exit(0 if ok else 1)
 
 

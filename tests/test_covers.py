@@ -164,6 +164,20 @@ def test_print_checks(space, healthy):
         assert line in ini
 
 
+def test_print_check_measures_walls_at_their_thickness():
+    """Slabs just either side of the refusal line (0.9 × a 1.0 mm minimum = 0.9 mm): 0.85 mm is refused,
+    0.95 mm accepted, and the reported wall is the slab's thickness."""
+    printer = PrinterSettings()
+    # measured: the 5th percentile of the sampled walls is 0.8500 and 0.9500 mm (to 1e-7); walls measured
+    # twice as thick (1.70 mm) would pass the thin slab, half as thick (0.475 mm) refuse the thick one
+    thin = trimesh.creation.box(extents=(20, 20, 0.85))
+    with pytest.raises(FacecoverError, match=r"thin.*walls as thin as 0\.85 mm"):
+        check_printable(np.asarray(thin.vertices), np.asarray(thin.faces), printer, 1.0, "thin")
+    ok = trimesh.creation.box(extents=(20, 20, 0.95))
+    checks = check_printable(np.asarray(ok.vertices), np.asarray(ok.faces), printer, 1.0, "ok")
+    assert checks["wall_thickness_p5_mm"] == pytest.approx(0.95, abs=1e-3)
+
+
 def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path, capsys):
     import shutil
 

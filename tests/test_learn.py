@@ -140,6 +140,40 @@ def test_linear_start_is_the_ridge_solution_exactly(space):
     assert np.array_equal(runs[0], runs[1])
 
 
+def test_training_beats_its_closed_form_start_on_held_out_people():
+    """Identities on the unit sphere z (4-d), embedded linearly; their faces' coefficients are 4 z² − 1, which no
+    linear map of the embedding can give (ridge ≈ the mean face). Training must leave the ridge start behind
+    on 60 people it neither trained nor chose its epoch on."""
+    rng = np.random.default_rng(0)
+    K, N, n = 4, 40, 360
+    basis = 10 * np.linalg.qr(rng.standard_normal((3 * N, K)))[0].T.reshape(K, N, 3)
+    decoder = {"mean": rng.standard_normal((N, 3)), "basis": basis}
+    z = rng.standard_normal((n, K))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    meshes = decode(decoder, 4 * z**2 - 1)
+    X = (z @ np.linalg.qr(rng.standard_normal((512, K)))[0].T + 0.01 * rng.standard_normal((n, 512))).astype(
+        np.float32)
+    y = np.arange(n)
+    train, val, test = (X[:240], y[:240], meshes), (X[240:300], y[240:300], meshes), X[300:]
+
+    def error(net):  # mean absolute coordinate error (mm) on the held-out people
+        return np.abs(decode(decoder, predict_coefficients(net, test)) - meshes[300:]).mean()
+
+    net = mapping_network(K)
+    linear_start(net, decoder, np.ones(N), train, val)
+    start = error(net)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: 2 s on one thread, 20 s on two when the cores are shared
+    try:
+        train_mapping(net, decoder, np.ones(N), train, val, TrainSettings(8, 16, 1e-3, patience=0), seed=0,
+                      device=torch.device("cpu"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    # measured: ridge start 1.25 mm (mean face 1.27), trained 0.27 mm in 8 epochs (0.35-0.40 with data seeds
+    # 1-3); a loop that does not step (learning rate 0) stays at 1.25
+    assert error(net) < 0.5 * start
+
+
 # ------------------------------------------------------------------ SwAV
 
 def test_sinkhorn_codes_have_the_required_marginals():
@@ -159,6 +193,21 @@ def test_sinkhorn_codes_have_the_required_marginals():
     # no gradient flows through the codes
     s = torch.randn(8, 4, requires_grad=True)
     assert not sinkhorn(s).requires_grad
+
+
+def test_swav_loss_predicts_each_views_code_from_the_other_views():
+    """Three views of 4 samples scored on 4 prototypes: views 0 and 1 put sample i on prototype i, view 2 on
+    prototype i + 1. The codes are one-hot (Sinkhorn at ε = 0.05: off-diagonal 2e-9), so by hand each ordered
+    pair of agreeing views costs a = ln(1 + 3 e^-10) and each disagreeing pair b = ln(e^10 + 3) (τ = 0.1)."""
+    from facecover.learn.swav import swapped_prediction_loss
+
+    same, shifted = torch.eye(4), torch.eye(4)[[1, 2, 3, 0]]
+    loss = float(swapped_prediction_loss([same, same, shifted], SwavSettings()))
+    a, b = math.log(1 + 3 * math.exp(-10)), math.log(math.exp(10) + 3)
+    # measured 6.666803 against (2a + 4b) / 6 = 6.666803 (difference 5e-7, float32); a loss that predicts
+    # each view's own code gives a = 0.000136, one averaged over all V² pairs 4.44
+    assert loss == pytest.approx((2 * a + 4 * b) / 6, abs=1e-4)
+    assert float(swapped_prediction_loss([same, shifted], SwavSettings())) == pytest.approx(b, abs=1e-4)
 
 
 def test_swav_learns_without_collapse():
@@ -204,6 +253,39 @@ def test_error_heatmap_shows_a_right_face_lit_and_the_wound_edge(space, tmp_path
     skin = (r > 0.35) & (g > 0.35) & (np.minimum(r, b) < 0.95)  # lit, light-coloured, not the white margin
     assert skin.sum() > 20000  # the face (about 40000 pixels) lit, not a dark silhouette
     assert ((b > r + 0.25) & (b > g + 0.1)).sum() > 20  # the wound's edge
+
+
+# ------------------------------------------------------------------ evaluation
+
+def test_wound_iou_is_intersection_over_union_pooled_per_region():
+    """Two images of 20 vertices (nose 0-9, chin 10-19), counted by hand. Image 1: nose predicted 0-5,
+    wound 3-8 (3 shared of 9); chin predicted 10-13, wound 10-11 (2 of 4). Image 2: nose predicted and
+    wound 0-1 (2 of 2); chin nothing. Pooled per region: nose 5/11, chin 2/4, the rest no wound (NaN)."""
+    from facecover.learn.evaluate import IOU_REGIONS, image_metrics, summary_row
+
+    regions = np.repeat([0, 1], 10)  # 0 nose, 1 chin
+    masks = {key: np.zeros(20, bool) for key in IOU_REGIONS}
+    masks["nose"], masks["chin"], masks["face"] = regions == 0, regions == 1, np.ones(20, bool)
+    injured = np.zeros((20, 3))
+
+    def image(predicted, wound):
+        aligned = injured.copy()
+        aligned[predicted, 2] += 1.0  # 1 mm off the injured face: predicted wound at a 0.5 mm threshold
+        mask = np.zeros(20, bool)
+        mask[wound] = True
+        return image_metrics(aligned, aligned, injured, mask, masks, lambda p: np.zeros(len(p)), 0.5)
+
+    rows = [image([0, 1, 2, 3, 4, 5, 10, 11, 12, 13], [3, 4, 5, 6, 7, 8, 10, 11]), image([0, 1], [0, 1])]
+    assert [(r["inter_nose"], r["union_nose"], r["inter_chin"], r["union_chin"]) for r in rows] == \
+        [(3, 9, 2, 4), (2, 2, 0, 0)]
+    per_image = pd.DataFrame([{**r, "view": "0", "wound_area_mm2": 1.0} for r in rows])
+    row = summary_row("hand", per_image, np.array([0.5, 1.5]))
+    # exact counts, so a 1e-12 tolerance: the right formula gives nose 5/11 = 0.4545 and chin 0.5; a union
+    # that counts the intersection twice gives 5/16 = 0.3125 and 2/6 = 0.333, the mean of the per-image
+    # ratios (no pooling) 0.667 for the nose
+    assert row["iou_nose"] == pytest.approx(5 / 11, abs=1e-12)
+    assert row["iou_chin"] == pytest.approx(2 / 4, abs=1e-12)
+    assert all(np.isnan(row[f"iou_{key}"]) for key in ("forehead", "cheeks", "mouth", "eyes"))
 
 
 # ------------------------------------------------------------------ the stages, end to end (tiny)
