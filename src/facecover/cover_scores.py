@@ -10,8 +10,8 @@ canonical pose) and are brought into the scan's frame with the registration's `s
   rebuilt face; elsewhere it is the skin plus the minimum wall): mean and 95th percentile;
 * **contact** — distance from the injured skin inside the true wound to the cover (its inner side should
   lie on the skin): mean;
-* **coverage** — share of the true wound's area whose skin lies under the cover (within
-  `contact_tolerance_mm` of it);
+* **coverage** — share of the true wound's area under the cover: a ray from just beneath the injured skin
+  (`under_mm`) outward along its normal meets the cover;
 * **found IoU** — the wound found against the true wound, by area on the true surface: a true vertex counts
   as found when the nearest registered vertex (within `match_mm`) is in the found wound.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .meshtools import DistanceScene, vertex_areas, vertex_normals
+from .meshtools import DistanceScene, RayScene, vertex_areas, vertex_normals
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -47,8 +47,7 @@ def found_wound_iou(true_vertices: np.ndarray, true_faces: np.ndarray, true_woun
 
 
 def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, injured: np.ndarray,
-                faces: np.ndarray, wound: np.ndarray, min_wall_mm: float = 1.0,
-                contact_tolerance_mm: float = 0.3) -> dict:
+                faces: np.ndarray, wound: np.ndarray, min_wall_mm: float = 1.0, under_mm: float = 0.5) -> dict:
     """Restore, contact and coverage (see the module) of a cover (vertices, faces) in the frame of the true
     `healthy` and `injured` vertices (n, 3) mm over `faces`, with the true `wound` (n,) bool."""
     wound = np.asarray(wound, bool)
@@ -59,7 +58,9 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
     above = np.einsum("ij,ij->i", healthy - injured, vertex_normals(healthy, faces)) > 0
     rebuild = wound & above & (depth > min_wall_mm)
     restore = cover(healthy[rebuild]) if rebuild.any() else np.zeros(0)
-    covered = to_skin <= contact_tolerance_mm
+    normals = vertex_normals(injured, faces)[wound]
+    t = RayScene(cover_v, cover_f).cast(injured[wound] - under_mm * normals, normals)["t_hit"]
+    covered = t < 20.0
     return {
         "restore_mean_mm": float(restore.mean()) if len(restore) else float("nan"),
         "restore_p95_mm": float(np.percentile(restore, 95)) if len(restore) else float("nan"),

@@ -61,6 +61,8 @@ class RegistrationSettings:
                                  # distance left after it) means the face lies outside the space
     crop_mm: float = 12.0        # MeshMonk's target: the scan within this of the placed template (Cliniface)
     max_fit_points: int = 60000  # larger scans are subsampled for the fit (the output stays in template topology)
+    snap_smoothness: float = 0.2  # last step: each vertex onto the scan along its normal, smoothed this little
+    snap_max_mm: float = 6.0      # ... from no farther than this (a wound's depth is kept; holes are bridged)
     seed: int = 0
 
 
@@ -317,6 +319,36 @@ def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: n
     return V
 
 
+def snap_to_scan(vertices: np.ndarray, faces: np.ndarray, scan_v: np.ndarray, scan_f: np.ndarray,
+                 settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (n, 3) moved along their normals onto the scan surface (both in the canonical frame, mm): the
+    nearer ray hit forward or backward within `snap_max_mm`, the offsets smoothed by a light Laplacian
+    (`snap_smoothness`: scanner noise, not shape). The shape fit and its smooth refinement hold the
+    correspondence; this step makes the registered face *the scan's surface*, so that a wound in the scan
+    (a dent of millimetres over a centimetre or two, which the smooth steps flatten to less than half its
+    depth) is in the registered mesh at its full depth. No tangential motion. Where no ray meets the scan
+    (holes, beyond its edge, or a hit on a triangle at the scan's boundary) the offset is interpolated from
+    the neighbours. Returns the vertices and the mask (n,) of vertices that met the scan."""
+    from .meshtools import RayScene
+
+    normals = vertex_normals(vertices, faces)
+    scene = RayScene(scan_v, scan_f)
+    reach = settings.snap_max_mm
+    hits = []
+    for sign in (1.0, -1.0):
+        cast = scene.cast(vertices, sign * normals)
+        t = np.where(cast["t_hit"] <= reach, cast["t_hit"], np.inf)
+        edge = boundary_vertex_mask(scan_f, len(scan_v))[scan_f[np.maximum(cast["triangle"], 0)]].any(axis=1)
+        hits.append(np.where(edge, np.inf, t) * sign)
+    forward, backward = hits
+    h = np.where(np.abs(forward) <= np.abs(backward), forward, backward)
+    met = np.isfinite(h)
+    L = graph_laplacian(faces, len(vertices))
+    w = np.where(met, 1.0, 1e-3)  # unmet vertices keep their place unless their neighbours move
+    h_smooth = spla.spsolve((sp.diags(w) + settings.snap_smoothness * L).tocsc(), w * np.where(met, h, 0.0))
+    return vertices + h_smooth[:, None] * normals, met
+
+
 def _median_finite(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(np.median(values)) if len(values) else None
@@ -423,9 +455,11 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         except FacecoverError as exc:
             raise FacecoverError(f"{name}: does not look like a face: {exc}") from None
         V = _apply(inv, warped)
-        residuals = surface_residuals(V, Pc, Pnc, boundary)
     else:
-        V, residuals = refined, refined_fit
+        V = refined
+    Vs, _ = snap_to_scan(V, space["faces"], _apply(inv, P_all), faces_scan, settings)
+    residuals = surface_residuals(Vs, Pc, Pnc, boundary)
+    V = Vs
     t_end = time.perf_counter()
     if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
             or residuals["inlier_fraction"] < settings.min_inlier_fraction):

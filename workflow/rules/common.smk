@@ -33,6 +33,7 @@ from facecover.split import split_subjects
 
 SPLIT = split_subjects(SUBJECTS, config["split"]["ratios"], config["seed"])
 TEST_SUBJECTS = sorted(s for s, which in SPLIT.items() if which == "test")
+TRAIN_SUBJECTS = sorted(s for s, which in SPLIT.items() if which == "train")  # the fit's noise is measured on them
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -155,7 +155,7 @@ rule fit_noise:
     input:
         space="results/model/face_space.npz",
         decoder="results/model/decoder.npz",
-        pool="results/pool/identities.npz",
+        registered=expand("results/registered/{subject}.ply", subject=TRAIN_SUBJECTS),
         code=code(*LEARN_CODE, "learn/evaluate", "learn/infer"),
     params:
         settings=FIT_SETTINGS,
@@ -167,7 +167,7 @@ rule fit_noise:
     log:
         "results/logs/fit_noise.log",
     shell:
-        "facecover fit-noise --space {input.space} --decoder {input.decoder} --pool {input.pool}"
+        "facecover fit-noise --space {input.space} --decoder {input.decoder} --registered {input.registered}"
         " --settings {params.settings:q} --seed {params.seed} --out {output} 2> {log}"
 
 

@@ -227,18 +227,27 @@ def _fit_settings(text: str | None):
 
 
 def cmd_fit_noise(args) -> None:
-    from ..files import load_npz, save_npz
+    """The fit's per-vertex noise on healthy faces: the training subjects' registered scans (real anatomy,
+    the scanner's and the registration's noise included: what a patient's scan carries) or, without them,
+    the pool's exact faces."""
+    from ..files import load_mesh_arrays, load_npz, save_npz
     from ..learn.decoder import load_decoder
     from ..learn.infer import fit_noise
 
     space = load_space(args.space)
     decoder = load_decoder(args.decoder, len(space["vertices"]))
-    pool = load_npz(args.pool)
-    rng = np.random.default_rng([int(args.seed), 2])
-    chosen = np.sort(rng.choice(len(pool["vertices"]), min(args.faces, len(pool["vertices"])), replace=False))
-    noise = fit_noise(decoder, space["faces"], pool["vertices"][chosen].astype(np.float64), _fit_settings(args.settings))
-    save_npz(args.out, noise_mm=noise, faces_used=pool["names"][chosen])
-    print(f"fit noise on {len(chosen)} healthy pool faces: median {np.median(noise):.3f} mm, "
+    if args.registered:
+        faces = np.stack([load_mesh_arrays(p)[0] for p in args.registered])
+        names = np.array([Path(p).stem for p in args.registered])
+        what = "registered healthy training scans"
+    else:
+        pool = load_npz(args.pool)
+        rng = np.random.default_rng([int(args.seed), 2])
+        chosen = np.sort(rng.choice(len(pool["vertices"]), min(args.faces, len(pool["vertices"])), replace=False))
+        faces, names, what = pool["vertices"][chosen].astype(np.float64), pool["names"][chosen], "healthy pool faces"
+    noise = fit_noise(decoder, space["faces"], faces, _fit_settings(args.settings))
+    save_npz(args.out, noise_mm=noise, faces_used=names)
+    print(f"fit noise on {len(faces)} {what}: median {np.median(noise):.3f} mm, "
           f"95th percentile {np.percentile(noise, 95):.3f} mm", file=sys.stderr)
 
 
@@ -419,8 +428,10 @@ def register(sub) -> None:
     p = sub.add_parser("fit-noise", help="per-vertex noise of the healthy-face fit, measured on pool faces")
     p.add_argument("--space", required=True)
     p.add_argument("--decoder", required=True)
-    p.add_argument("--pool", required=True)
-    p.add_argument("--faces", type=int, default=30, help="how many pool faces to measure on")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--registered", nargs="+", help="healthy registered scans (.ply, template topology)")
+    src.add_argument("--pool", help="the pool's identities (.npz)")
+    p.add_argument("--faces", type=int, default=30, help="with --pool: how many pool faces to measure on")
     p.add_argument("--settings", help="JSON object of the config 'fit' block")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)

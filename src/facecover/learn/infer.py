@@ -50,6 +50,8 @@ class FitSettings:
     iterations: int = 6                  # robust (reweighted) rounds
     refine_rounds: int = 2               # then rounds that leave the wound found so far out entirely
     exclusion_band_mm: float = 2.0       # ... with this band around it
+    wound_margin_mm: float = 0.0         # the wound found, widened by this (geodesic) before the blend: its
+                                         # shallow edge lies under the scanner's noise and is not seen
     max_wound_parts: int = 3             # a wound found in more separate parts than this is implausible ...
     max_wound_share: float = 0.15        # ... so is one over more than this share of the face's area ...
     opening_margin_mm: float = 1.5       # ... or one within this of an eye opening, a nostril or the mouth
@@ -169,6 +171,7 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         for _ in range(settings.refine_rounds):
             fitted, z, residual = fit_round((~grown(found, ops["graph"], settings.exclusion_band_mm)).astype(float))
             found = detect(residual)
+        found = grown(found, ops["graph"], settings.wound_margin_mm)
     if found.mean() > 0.5:
         raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
                              "is the mesh a registered face in mm?")
