@@ -173,10 +173,10 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
     save_mesh(tmp_path / "injured.ply", injured, space["faces"])
     save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
     assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--out", str(tmp_path / "fill.ply")]) == 0
+                 "--out", str(tmp_path / "fill.ply"), "--out-footprint", str(tmp_path / "fill_footprint.npz")]) == 0
     out = tmp_path / "prints"
     args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
-            "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
+            "--sides", str(tmp_path / "fill_footprint.npz"), "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
             "--out-ini", str(out / "s.ini"), "--out-json", str(out / "s.json")]
     slicer = shutil.which("prusa-slicer") is not None
     if slicer:
@@ -190,6 +190,12 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
     if slicer:
         assert (out / "s.gcode").stat().st_size > 1000
         assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
+        assert report["support_contact"]["source"].startswith("measured")
+    else:
+        assert report["support_contact"]["source"].startswith("geometric estimate")
+    # turned skin side up: nothing hangs from the skin side
+    assert report["cover"]["pose"]["pose"] == "skin_side_free"
+    assert report["support_contact"]["skin_side_mm2"] == 0.0
     # a bed the cover fits on but the fit-test face does not: the error names the fit-test face, and
     # nothing is left behind
     size = np.ptp(np.array(report["cover"]["bounding_box_mm"]), axis=0)

@@ -45,6 +45,9 @@ from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, co
                         subdivide, triangle_areas, vertex_normals)
 
 
+SIDE_OUTER, SIDE_SKIN, SIDE_RIM = 0, 1, 2  # what each face of a cover is: outer surface, skin side, rim
+
+
 @dataclass(frozen=True)
 class FillingSettings:
     margin_mm: float = 5.0
@@ -145,7 +148,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
 
     `wound_mask` (n,) bool marks the wound on the injured vertices (e.g. found by inference); without it
     the wound is where the skin departs from the healthy face by more than `wound_threshold_mm`. The
-    report's `footprint` (n,) bool marks the injured vertices under the cover."""
+    report's `footprint` (n,) bool marks the injured vertices under the cover, its `cover_side` (faces,)
+    what each cover face is (SIDE_OUTER, SIDE_SKIN: the side lying on the skin, SIDE_RIM)."""
     n_input = len(injured_v)
     given = wound_mask is not None
     if given:
@@ -200,7 +204,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     thickness = np.linalg.norm(offset_all, axis=1)
     directions = offset_all / thickness[:, None]
 
-    parts_v, parts_f, parts = [], [], []
+    parts_v, parts_f, parts, sides = [], [], [], []
     offset = 0
     labels = face_components(injured_f[selected]) if selected.any() else np.zeros(0, int)
     for label in np.unique(labels):
@@ -214,6 +218,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         length = np.linalg.norm(shift, axis=1)
         outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
         sv, sf = thickened_patch(pv, outer, pf_local)
+        m = len(pf_local)  # thickened_patch: outer faces, then the skin side, then the rim
+        sides.append(np.r_[np.full(m, SIDE_OUTER), np.full(m, SIDE_SKIN), np.full(len(sf) - 2 * m, SIDE_RIM)])
         parts.append({"area_mm2": float(area), "volume_mm3": mesh_volume(sv, sf),
                       "max_thickness_mm": float(thickness[ids].max()), "vertices": int(len(ids))})
         parts_v.append(sv)
@@ -229,6 +235,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         "wound_source": ("given mask" if given else "whole face") + f", where the skin departs from the healthy "
                         f"face by > {settings.wound_threshold_mm} mm",
         "footprint": region[:n_input],
+        "cover_side": np.concatenate(sides).astype(np.uint8),
         "max_depression_mm": float(np.nanmax(np.where(wound, d, 0))),
         "max_protrusion_mm": float(-np.nanmin(np.where(wound, d, 0))),
         "settings": settings.__dict__,

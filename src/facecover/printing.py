@@ -6,9 +6,11 @@ nozzle, 60 °C bed, 120 mm/s and 0.2 mm layers (values from config).
 PrusaSlicer 2.5 has no Klipper flavour: Marlin G-code with relative E and a
 ``G92 E0`` per layer is what Klipper accepts.
 
-A part is placed face-side up (the canonical +z of the face points up, the
-skin side down on supports), centred on the bed with its lowest point at
-z = 0, and checked before anything is written: watertight, consistently
+Each part is turned so that no support touches its skin side (the side lying
+on the wound; `orientation.py`, `pose: skin_side_free`), or left as worn on
+the face (`pose: as_worn`: the canonical +z of the face up, the skin side down
+on supports), then centred on the bed with its lowest point at z = 0, and
+checked before anything is written: watertight, consistently
 wound, every part of positive volume, minimum wall thickness, and inside the
 bed minus a skirt margin. PrusaSlicer is not trusted for these: it does not
 check the height, aborts on parts wider than the bed and silently repairs
@@ -30,6 +32,9 @@ from . import FacecoverError
 from .meshtools import RayScene, closed_and_consistent, face_components, face_normals, mesh_volume, sample_surface
 
 
+POSES = ("skin_side_free", "as_worn")
+
+
 @dataclass(frozen=True)
 class PrinterSettings:
     bed_x_mm: float = 225.0
@@ -48,6 +53,11 @@ class PrinterSettings:
     perimeters: int = 2
     fill_density_percent: int = 20
     support_material: bool = True
+    pose: str = "skin_side_free"  # skin_side_free: least support on the skin side | as_worn: as it sits on the face
+
+    def __post_init__(self):
+        if self.pose not in POSES:
+            raise FacecoverError(f"printer.pose: '{self.pose}' is not one of {', '.join(POSES)}")
 
 
 def place_on_bed(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSettings) -> np.ndarray:

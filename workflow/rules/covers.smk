@@ -65,9 +65,10 @@ rule print:
         gcode=["results/prints/{subject}.gcode"] if GCODE else [],
     input:
         filling="results/fillings/{subject}.ply",
+        sides="results/fillings/{subject}_footprint.npz",
         injured=injured_mesh,
         about="results/reconstructions/{subject}.json",
-        code=code("printing", "watertight"),
+        code=code("printing", "orientation", "watertight"),
     params:
         printer=settings_json("printer", "gcode"),
         thickness=config["filling"].get("min_thickness_mm", 1.0),
@@ -80,7 +81,8 @@ rule print:
     log:
         "results/logs/print/{subject}.log",
     shell:
-        "facecover print --filling {input.filling} --injured {input.injured} --printer {params.printer:q}"
+        "facecover print --filling {input.filling} --sides {input.sides} --injured {input.injured}"
+        " --printer {params.printer:q}"
         " --min-thickness-mm {params.thickness} {params.about} --out-stl {output.stl} --out-face-stl {output.face}"
         " --out-ini {output.ini} --out-json {output.report} {params.gcode} 2> {log}"
 
@@ -152,8 +154,9 @@ use rule print as reference_print with:
         gcode=[f"{REF}/prints/{{subject}}.gcode"] if GCODE else [],
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
+        sides=f"{REF}/fillings/{{subject}}_footprint.npz",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
-        code=code("printing", "watertight"),
+        code=code("printing", "orientation", "watertight"),
     benchmark:
         "results/benchmarks/reference_print/{subject}.tsv"
     log:

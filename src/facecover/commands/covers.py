@@ -35,10 +35,10 @@ def cmd_filling(args) -> None:
         wound = arrays["wound"]
     settings = settings_from_json(FillingSettings, args.settings)
     v, f, report = cover_solid(*injured, *healthy, settings, name=args.injured, wound_mask=wound)
-    footprint = report.pop("footprint")
+    footprint, cover_side = report.pop("footprint"), report.pop("cover_side")
     report.update(injured=args.injured, healthy=args.healthy, wound=args.wound)
-    if args.out_footprint:
-        save_npz(args.out_footprint, footprint=footprint)
+    if args.out_footprint:  # the injured vertices under the cover, and which side of the cover each face is
+        save_npz(args.out_footprint, footprint=footprint, cover_side=cover_side)
     if args.report:
         save_json(args.report, report)
     save_mesh(args.out, v, f)
@@ -63,7 +63,14 @@ def cmd_print(args) -> None:
     printer = settings_from_json(PrinterSettings, args.printer)
     cover = load_mesh(args.filling)
     cover_f = np.asarray(cover.faces)
-    cover_v = place_on_bed(np.asarray(cover.vertices), cover_f, printer)
+    cover_v = np.asarray(cover.vertices)
+    side, side_source = cover_sides(args.sides, cover_v, cover_f)
+    pose = {"pose": printer.pose, "skin_side_from": side_source}
+    if printer.pose == "skin_side_free":
+        from ..orientation import orient_parts
+
+        cover_v, pose["parts"] = orient_parts(cover_v, cover_f, side)
+    cover_v = place_on_bed(cover_v, cover_f, printer)
     checks = check_printable(cover_v, cover_f, printer, args.min_thickness_mm, name=f"{args.filling} (cover)")
     injured = load_mesh(args.injured)
     face_v, face_f, _ = make_watertight(np.asarray(injured.vertices), np.asarray(injured.faces), name=args.injured)
@@ -71,7 +78,7 @@ def cmd_print(args) -> None:
     face_checks = check_printable(face_v, face_f, printer, 0.0, name=f"{args.injured} (fit-test face)")
     mesh = trimesh.Trimesh(cover_v, cover_f, process=False)
     report = {"cover": {"stl": args.out_stl, "volume_mm3": float(mesh.volume),
-                        "bounding_box_mm": mesh.bounds.round(3).tolist(), "checks": checks},
+                        "bounding_box_mm": mesh.bounds.round(3).tolist(), "checks": checks, "pose": pose},
               "face": {"stl": args.out_face_stl, "checks": face_checks},
               "printer": dataclasses.asdict(printer)}
     if args.about:  # where the healthy face came from (subject's split, image, model, wound)
@@ -87,9 +94,57 @@ def cmd_print(args) -> None:
         if args.out_gcode:
             estimates = slice_with_prusaslicer(tmp[0].resolve(), tmp[2].resolve(), tmp[3].resolve())
             report["gcode"] = {"file": args.out_gcode, **estimates}
+            report["support_contact"] = measured_support_contact(tmp[3], cover_v, cover_f, side, printer)
+        else:
+            report["support_contact"] = estimated_support_contact(cover_v, cover_f, side, printer)
     save_json(args.out_json, report)
     print(json.dumps({"volume_mm3": round(report["cover"]["volume_mm3"], 1), "size_mm": checks["size_mm"],
                       **report.get("gcode", {})}), file=sys.stderr)
+
+
+def cover_sides(path, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, str]:
+    """Which side of the cover each face is (filling.SIDE_*): from the filling's `cover_side` array when
+    given, else guessed from the canonical pose (faces turned away from the face's +z lie on the skin)."""
+    from ..filling import SIDE_OUTER, SIDE_SKIN
+    from ..meshtools import face_normals
+
+    if path:
+        from ..files import load_npz
+
+        arrays = load_npz(path)
+        if "cover_side" in arrays and len(arrays["cover_side"]) == len(faces):
+            return np.asarray(arrays["cover_side"], np.int64), f"{path} (cover_side)"
+        raise FacecoverError(f"{path}: no 'cover_side' array with one entry per cover face ({len(faces)}): "
+                             "make the filling again")
+    down = face_normals(vertices, faces)[:, 2] < 0
+    return np.where(down, SIDE_SKIN, SIDE_OUTER), "guessed: faces turned away from the face's +z (canonical pose)"
+
+
+def measured_support_contact(gcode, vertices, faces, side, printer) -> dict:
+    """Support contact per side, measured from the sliced G-code (orientation.gcode_support_contact)."""
+    from ..orientation import gcode_support_contact
+
+    contact = gcode_support_contact(Path(gcode).read_text(errors="replace"), vertices, faces, side)
+    return {"source": "measured: the G-code's support extrusions that touch the part", **contact}
+
+
+def estimated_support_contact(vertices, faces, side, printer) -> dict:
+    """Support contact per side without a slicer: the geometric estimate (orientation.overhang_contact)."""
+    from ..meshtools import face_components
+    from ..orientation import SIDE_NAMES, overhang_contact
+
+    if not printer.support_material:
+        return {"source": "no supports (printer.support_material: false)", **{n: 0.0 for n in SIDE_NAMES.values()}}
+    labels = face_components(faces)
+    parts = []
+    for k in np.unique(labels):
+        ids = np.unique(faces[labels == k])
+        local = np.full(len(vertices), -1)
+        local[ids] = np.arange(len(ids))
+        est = overhang_contact(vertices[ids], local[faces[labels == k]], side[labels == k], np.array([[0.0, 0, 1]]))
+        parts.append({SIDE_NAMES[s]: float(a[0]) for s, a in est.items()})
+    return {"source": "geometric estimate (no G-code): downward faces steeper than 45 degrees, not on the bed",
+            **{n: float(sum(p[n] for p in parts)) for n in SIDE_NAMES.values()}, "parts": parts}
 
 
 def cmd_preview(args) -> None:
@@ -142,6 +197,8 @@ def register(sub) -> None:
     p.add_argument("--printer", help="JSON object of printer settings (config 'printer' block)")
     p.add_argument("--min-thickness-mm", type=float, default=1.0)
     p.add_argument("--about", help="the reconstruction's report (.json), copied into the print report")
+    p.add_argument("--sides", help="the filling's footprint .npz: its 'cover_side' array says which cover faces "
+                                   "lie on the skin (default: guessed from the canonical pose)")
     p.add_argument("--out-stl", required=True)
     p.add_argument("--out-face-stl", required=True)
     p.add_argument("--out-ini", required=True)
