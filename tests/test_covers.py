@@ -14,7 +14,8 @@ from facecover.files import save_mesh
 from facecover.filling import (FillingSettings, _fill_pinches, cover_solid, enforce_min_distance, smoothed_normals,
                                thickened_patch)
 from facecover.meshtools import boundary_loops, compact, edge_graph, vertex_normals
-from facecover.printing import PrinterSettings, check_printable, place_on_bed, slicer_profile
+from facecover.printing import (MATERIALS, PrinterSettings, check_printable, place_on_bed, slice_with_prusaslicer,
+                                slicer_profile)
 from facecover.scars import one_scar, prepare_face
 from facecover.watertight import make_watertight
 
@@ -233,3 +234,35 @@ def test_slicer_failure_is_a_clear_error_and_writes_nothing(space, healthy, heal
     err = capsys.readouterr().err
     assert "PrusaSlicer failed (exit 134)" in err and "could not fit on the bed" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_materials_give_their_profiles_and_bad_names_are_clear_errors():
+    pla = slicer_profile(PrinterSettings())
+    assert "temperature = 210" in pla and "retract_length = 2" in pla and "first_layer_speed = 30" in pla
+    assert PrinterSettings().material == "pla" and PrinterSettings().filament_type == "PLA"
+    tpu = PrinterSettings(material="tpu95a")
+    assert tpu.print_speed_mm_s <= 30 and tpu.nozzle_temperature_c == 225
+    ini = slicer_profile(tpu)
+    assert "retract_length = 0.5" in ini and "max_volumetric_speed = 3.5" in ini and "filament_type = FLEX" in ini
+    assert PrinterSettings(material="petg", nozzle_temperature_c=235).nozzle_temperature_c == 235  # config wins
+    with pytest.raises(FacecoverError, match="printer.material: 'abs' is not one of pla, petg, tpu95a"):
+        PrinterSettings(material="abs")
+    with pytest.raises(FacecoverError, match="printer.pose"):
+        PrinterSettings(pose="upside")
+
+
+@pytest.mark.skipif(__import__("shutil").which("prusa-slicer") is None,
+                    reason="prusa-slicer is not installed (apt-get install prusa-slicer): a profile is only known to "
+                           "work once the real slicer has sliced with it")
+@pytest.mark.parametrize("material", list(MATERIALS))
+def test_every_material_profile_slices(material, tmp_path):
+    """A 20 × 20 × 3 mm plate (about 2 s to slice) with each profile: G-code at the material's temperature."""
+    printer = PrinterSettings(material=material)
+    box = trimesh.creation.box(extents=(20, 20, 3))
+    trimesh.Trimesh(place_on_bed(np.asarray(box.vertices), np.asarray(box.faces), printer), box.faces,
+                    process=False).export(tmp_path / "plate.stl")
+    (tmp_path / "p.ini").write_text(slicer_profile(printer))
+    estimates = slice_with_prusaslicer(tmp_path / "plate.stl", tmp_path / "p.ini", tmp_path / "plate.gcode")
+    gcode = (tmp_path / "plate.gcode").read_text()
+    assert f"M109 S{printer.nozzle_temperature_c}" in gcode
+    assert estimates["print_time_s"] > 0 and estimates["filament_g"] > 0
