@@ -13,10 +13,12 @@ import pytest
 import trimesh
 
 from facecover.filling import FillingSettings, cover_solid
+from facecover.meshtools import boundary_edges
 
 T_MIN = 1.0  # mm: the minimum wall (README)
 MARGIN = 5.0  # mm: the band on healthy skin around the wound (README)
 THRESHOLD = 0.2  # mm: skin departing from the healthy face by more than this is wound (README)
+EDGE_RADIUS = 0.5  # mm: the cover's rim is rounded with this radius (README)
 HALF = 45.0  # sheet half-width, mm
 
 
@@ -152,5 +154,11 @@ def test_cover_volume_matches_the_closed_form(case):
     expected = expected_volume(shape, area)
     if shape["sign"] > 0:  # a shell of the minimum wall over the bump's skin: its area, not the plane's
         expected = T_MIN * trimesh.triangles.area(v[faces_in]).sum()
+    # the rounded rim (README): along the footprint's outline, a bull nose of radius r (capped just under
+    # half the wall) and a straight wall beyond it, 4 facets per quarter circle
+    outline = boundary_edges(faces_in)
+    r = min(EDGE_RADIUS, T_MIN / 2 - 0.02)
+    quarter = 0.5 * r**2 * 4 * np.sin(np.pi / 8)  # a quarter circle's area as 4 facets
+    expected += np.linalg.norm(v[outline[:, 0]] - v[outline[:, 1]], axis=1).sum() * (2 * quarter + r * (T_MIN - 2 * r))
     assert trimesh.Trimesh(cv, cf, process=False).volume == pytest.approx(expected, rel=0.04)
     assert report["volume_mm3"] == pytest.approx(expected, rel=0.04)

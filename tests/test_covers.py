@@ -108,7 +108,7 @@ def reference_volume(injured, faces, healthy, displacement, settings):
                       settings.min_thickness_mm * smoothed_normals(injured, faces, settings.crease_smoothing_mm)[ids])
     length = np.linalg.norm(offset, axis=1)
     outer = enforce_min_distance(pv, pf, length, offset / length[:, None], settings.min_thickness_mm)
-    sv, sf = thickened_patch(pv, outer, pf)
+    sv, sf = thickened_patch(pv, outer, pf, settings.edge_radius_mm)  # the same rounded rim (tested on its own)
     return trimesh.Trimesh(sv, sf, process=False).volume
 
 

@@ -58,6 +58,13 @@ class FillingSettings:
     normal_smoothing_mm: float = 15.0
     crease_smoothing_mm: float = 3.0  # skin normals for the minimum wall smoothed over this: bridges creases (lips)
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
+    edge_radius_mm: float = 0.5  # the rim rounded (a bull nose of this radius); 0: a straight wall
+    clearance_mm: float = 0.0  # gap between the skin and the cover's skin side (a dressing layer)
+
+    def __post_init__(self):
+        for key in ("edge_radius_mm", "clearance_mm"):
+            if not getattr(self, key) >= 0:
+                raise FacecoverError(f"filling.{key}: must be a length of 0 mm or more, not {getattr(self, key)}")
 
 
 def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene: RayScene,
@@ -124,21 +131,69 @@ def _fill_pinches(faces: np.ndarray, selected: np.ndarray) -> np.ndarray:
     return selected
 
 
-def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Closed solid from a surface patch: outer copy, reversed inner copy, walls on every boundary loop.
+def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, edge_radius_mm: float = 0.0,
+                    arc_segments: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Closed solid from a surface patch: outer copy, reversed inner copy, a rim on every boundary loop.
 
     `inner`, `outer` (n, 3) are the same patch vertices at the two surfaces;
     `faces` (m, 3) are oriented with normals pointing from inner to outer.
+    Faces come as: the m outer faces, the m inner faces, then the rim's.
+    With `edge_radius_mm` 0 the rim is a straight wall from each inner boundary vertex to its outer one.
+    Otherwise it is rounded (a bull nose): seen in the plane across the rim, a quarter circle of that
+    radius leaves the inner surface tangentially and one meets the outer surface tangentially, joined by
+    a straight wall `edge_radius_mm` beyond the patch's outline (`rim_profile`); the radius is capped
+    just under half the rim's thickness. `arc_segments` facets per quarter circle.
     """
     n = len(inner)
-    v = np.r_[outer, inner]
+    v = [outer, inner]
     f = [faces, faces[:, ::-1] + n]
+    count = 2 * n
     for loop in boundary_loops(faces):
         a, b = loop, np.roll(loop, -1)
-        # boundary edge a -> b is used by an outer face; the wall runs b -> a on top
-        f.append(np.c_[b, a, a + n])
-        f.append(np.c_[b, a + n, b + n])
-    return v, np.concatenate(f)
+        # boundary edge a -> b is used by an outer face; the rim runs b -> a on top, ring by ring from the
+        # outer surface to the inner one
+        rings = [loop]
+        if edge_radius_mm > 0:
+            for ring in rim_profile(inner, outer, loop, edge_radius_mm, arc_segments):
+                v.append(ring)
+                rings.append(count + np.arange(len(loop)))
+                count += len(loop)
+        rings.append(loop + n)
+        position = {int(x): i for i, x in enumerate(loop)}
+        nxt = np.array([position[int(x)] for x in b])
+        for upper, lower in zip(rings[:-1], rings[1:]):
+            f.append(np.c_[upper[nxt], upper, lower])
+            f.append(np.c_[upper[nxt], lower, lower[nxt]])
+    return np.concatenate(v), np.concatenate(f)
+
+
+def rim_profile(inner: np.ndarray, outer: np.ndarray, loop: np.ndarray, radius_mm: float,
+                arc_segments: int = 4) -> list[np.ndarray]:
+    """The rounded rim's intermediate rings (each (len(loop), 3)) from the outer surface to the inner one.
+
+    At each boundary vertex p (inner) with its outer copy q: t = (q − p)/|q − p| across the wall, h = |q − p|,
+    b the outward direction (perpendicular to the boundary and to t, away from the patch). In the plane
+    (b, t) the rim is a quarter circle of radius r = min(radius, h/2 − 0.02 mm) centred at p + r·t, from
+    p (tangent to the inner surface) to p + r·b + r·t, a straight wall up to p + r·b + (h − r)·t and a
+    quarter circle centred at p + (h − r)·t to q (tangent to the outer surface)."""
+    p, q = inner[loop], outer[loop]
+    across = q - p
+    h = np.linalg.norm(across, axis=1)
+    t = across / np.maximum(h, 1e-12)[:, None]
+    # the loop runs with the patch on its left (seen from the outer side): outward is tangent × t
+    tangent = inner[np.roll(loop, -1)] - inner[np.roll(loop, 1)]
+    b = np.cross(tangent, t)
+    b -= np.einsum("ij,ij->i", b, t)[:, None] * t
+    b /= np.maximum(np.linalg.norm(b, axis=1), 1e-12)[:, None]
+    r = np.clip(np.minimum(radius_mm, h / 2 - 0.02), 0.0, None)[:, None]
+    rings = []
+    for j in range(1, arc_segments + 1):  # upper quarter circle, from the outer surface down to the wall
+        phi = np.pi - 0.5 * np.pi * j / arc_segments
+        rings.append(p + r * np.sin(phi) * b + (h[:, None] - r - r * np.cos(phi)) * t)
+    for j in range(arc_segments):  # lower quarter circle, from the wall down to the inner surface
+        phi = 0.5 * np.pi - 0.5 * np.pi * j / arc_segments
+        rings.append(p + r * np.sin(phi) * b + r * (1 - np.cos(phi)) * t)
+    return rings
 
 
 def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
@@ -217,7 +272,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         shift = outer - pv
         length = np.linalg.norm(shift, axis=1)
         outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
-        sv, sf = thickened_patch(pv, outer, pf_local)
+        sv, sf = thickened_patch(pv, outer, pf_local, settings.edge_radius_mm)
         m = len(pf_local)  # thickened_patch: outer faces, then the skin side, then the rim
         sides.append(np.r_[np.full(m, SIDE_OUTER), np.full(m, SIDE_SKIN), np.full(len(sf) - 2 * m, SIDE_RIM)])
         parts.append({"area_mm2": float(area), "volume_mm3": mesh_volume(sv, sf),

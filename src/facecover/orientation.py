@@ -11,9 +11,10 @@ cap where a 45° threshold gives 628 mm²); the estimate uses 45°, on the safe 
 
 Two figures of support contact, both in mm² of area seen from above:
 
-- `overhang_contact` (the **geometric estimate**, used to choose the pose): the projected area of the
+- the **geometric estimate** (used to choose the pose): `overhang_contact`, the projected area of the
   faces that face downwards more steeply than the slicer's overhang threshold and are not on the bed —
-  what a slicer must hold up from below.
+  what a slicer must hold up from below — plus `standing_contact`, where the support columns under them
+  stand on the part itself.
 - `gcode_support_contact` (the **measurement**): the sliced G-code's support extrusions
   (`;TYPE:Support material` and `;TYPE:Support material interface`), sampled every 0.25 mm along each
   path; a sample touches the part when the part's surface lies within the support's contact distance
@@ -99,11 +100,41 @@ def best_up_direction(vertices: np.ndarray, faces: np.ndarray, side: np.ndarray,
     skin_up = skin_up / (np.linalg.norm(skin_up) + 1e-12)
     ups = np.r_[skin_up[None], sphere_directions(candidates)]
     contact = overhang_contact(vertices, faces, side, ups, overhang_deg)
-    ok = contact[SIDE_SKIN] <= contact[SIDE_SKIN].min() + 1.0
     tilt = np.degrees(np.arccos(np.clip(ups @ skin_up, -1, 1)))
-    best = int(np.argmin(np.where(ok, tilt, np.inf)))
-    estimate = {name: float(contact[s][best]) for s, name in SIDE_NAMES.items()}
+    # supports standing on the part under an overhang (ray casting, so only for the candidates that the
+    # overhangs alone allow, least tilt first, until one keeps the skin side free)
+    ok = np.flatnonzero(contact[SIDE_SKIN] <= contact[SIDE_SKIN].min() + 1.0)
+    scene = RayScene(vertices, faces)
+    best, best_key = None, None
+    for k in ok[np.argsort(tilt[ok])]:
+        standing = standing_contact(vertices, faces, side, ups[k], scene, overhang_deg)
+        key = (contact[SIDE_SKIN][k] + standing[SIDE_SKIN] > 1.0, contact[SIDE_SKIN][k] + standing[SIDE_SKIN], tilt[k])
+        if best_key is None or key < best_key:
+            best, best_key, best_standing = k, key, standing
+        if not key[0]:
+            break
+    estimate = {name: float(contact[s][best] + best_standing[s]) for s, name in SIDE_NAMES.items()}
     return ups[best], {**estimate, "skin_side_tilt_from_up_deg": float(tilt[best])}
+
+
+def standing_contact(vertices: np.ndarray, faces: np.ndarray, side: np.ndarray, up: np.ndarray, scene: RayScene,
+                     overhang_deg: float = 45.0) -> dict[int, float]:
+    """Geometric estimate of the supports standing on the part (mm², projected) per side, with `up` (3,)
+    vertical: below each overhanging face (as in `overhang_contact`) a ray straight down; where it meets
+    the part rather than the bed, a support column stands there on the face it meets."""
+    normals = face_normals(vertices, faces)
+    areas = triangle_areas(vertices, faces)
+    nz = normals @ up
+    hanging = np.flatnonzero(nz < -np.cos(np.radians(90.0 - overhang_deg)))
+    out = {s: 0.0 for s in SIDE_NAMES}
+    if len(hanging) == 0:
+        return out
+    centres = vertices[faces[hanging]].mean(axis=1)
+    hit = scene.cast(centres - 1e-3 * up, np.tile(-up, (len(hanging), 1)))
+    below = hit["triangle"] >= 0
+    for s in out:
+        out[s] = float((-nz[hanging] * areas[hanging])[below & (side[np.maximum(hit["triangle"], 0)] == s)].sum())
+    return out
 
 
 def orient_parts(vertices: np.ndarray, faces: np.ndarray, side: np.ndarray, overhang_deg: float = 45.0,

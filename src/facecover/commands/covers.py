@@ -130,8 +130,8 @@ def measured_support_contact(gcode, vertices, faces, side, printer) -> dict:
 
 def estimated_support_contact(vertices, faces, side, printer) -> dict:
     """Support contact per side without a slicer: the geometric estimate (orientation.overhang_contact)."""
-    from ..meshtools import face_components
-    from ..orientation import SIDE_NAMES, overhang_contact
+    from ..meshtools import RayScene, face_components
+    from ..orientation import SIDE_NAMES, overhang_contact, standing_contact
 
     if not printer.support_material:
         return {"source": "no supports (printer.support_material: false)", **{n: 0.0 for n in SIDE_NAMES.values()}}
@@ -141,9 +141,13 @@ def estimated_support_contact(vertices, faces, side, printer) -> dict:
         ids = np.unique(faces[labels == k])
         local = np.full(len(vertices), -1)
         local[ids] = np.arange(len(ids))
-        est = overhang_contact(vertices[ids], local[faces[labels == k]], side[labels == k], np.array([[0.0, 0, 1]]))
-        parts.append({SIDE_NAMES[s]: float(a[0]) for s, a in est.items()})
-    return {"source": "geometric estimate (no G-code): downward faces steeper than 45 degrees, not on the bed",
+        pv, pf, ps = vertices[ids], local[faces[labels == k]], side[labels == k]
+        up = np.array([0.0, 0.0, 1.0])
+        hanging = overhang_contact(pv, pf, ps, up[None])
+        standing = standing_contact(pv, pf, ps, up, RayScene(pv, pf))
+        parts.append({SIDE_NAMES[s]: float(hanging[s][0] + standing[s]) for s in SIDE_NAMES})
+    return {"source": "geometric estimate (no G-code): downward faces flatter than 45 degrees from the horizontal, "
+                      "not on the bed, and where the supports under them stand on the part",
             **{n: float(sum(p[n] for p in parts)) for n in SIDE_NAMES.values()}, "parts": parts}
 
 
