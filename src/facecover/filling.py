@@ -14,21 +14,23 @@
    mask keeps stray differences elsewhere on a reconstructed face out of
    the cover. The cover region: the wound grown by `margin_mm` (geodesic) —
    the band that rests on healthy skin for attachment.
-3. Outer surface = the healthy face where it lies above the skin by more
+3. Inner surface (the skin side) = the skin, or the skin offset by
+   `clearance_mm` along its (crease-smoothed) normal: a gap for a dressing.
+   Outer surface = the healthy face where it lies above the skin side by more
    than the minimum wall (the ray hit), otherwise the skin offset by the
-   minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
+   clearance plus the minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
    that narrow creases such as closed lips are bridged instead of folding
    the outer surface (protrusions and the margin band),
    blended over a narrow band (30 % of the minimum wall). Where neighbouring
    rays cross (tight creases), the outer surface would fold: offsets there are
    relaxed towards their neighbours' until no outer triangle is flipped; a
    last pass pushes out any outer vertex closer than the minimum to the skin
-   (concave spots).
+   side (concave spots).
    The skin is subdivided once first (midpoints, so its shape is unchanged):
    a wall that holds at the vertices then also holds inside triangles over
    small, sharply curved lumps.
-4. The solid: outer patch, reversed inner patch (the injured skin) and a side
-   wall along every boundary loop of the patch. Separate wounds give separate
+4. The solid: outer patch, reversed inner patch (the skin side) and a rim
+   along every boundary loop of the patch, rounded with `edge_radius_mm`. Separate wounds give separate
    closed parts (all in one file, each where it sits on the face).
 """
 
@@ -251,10 +253,12 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     # outer surface is a true offset of the skin along the skin's own normal;
     # where it fills a depression deeper than that, it is the healthy face (the
     # ray hit along the smoothed normal). Positions blend over a narrow band.
-    t_min = settings.min_thickness_mm
-    fill = np.where(hit, np.clip((d - t_min) / (0.3 * t_min), 0.0, 1.0), 0.0)
+    # With a clearance c the skin side lies c off the skin (along the skin's normal) and the minimum wall
+    # starts there: the thin outer surface is c + t_min off the skin.
+    t_min, c = settings.min_thickness_mm, settings.clearance_mm
+    fill = np.where(hit, np.clip((d - t_min - c) / (0.3 * t_min), 0.0, 1.0), 0.0)
     w = (fill * fill * (3 - 2 * fill))[:, None]
-    outer_all = injured_v + w * np.nan_to_num(d)[:, None] * normals + (1 - w) * t_min * skin_normals
+    outer_all = injured_v + w * np.nan_to_num(d)[:, None] * normals + (1 - w) * (t_min + c) * skin_normals
     offset_all = outer_all - injured_v
     thickness = np.linalg.norm(offset_all, axis=1)
     directions = offset_all / thickness[:, None]
@@ -269,10 +273,11 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         if area < settings.min_part_area_mm2:
             continue
         outer = untangle(pv, pv + thickness[ids, None] * directions[ids], pf_local)
-        shift = outer - pv
+        inner = pv + c * skin_normals[ids] if c > 0 else pv  # the skin side, c off the skin
+        shift = outer - inner
         length = np.linalg.norm(shift, axis=1)
-        outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
-        sv, sf = thickened_patch(pv, outer, pf_local, settings.edge_radius_mm)
+        outer = enforce_min_distance(inner, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
+        sv, sf = thickened_patch(inner, outer, pf_local, settings.edge_radius_mm)
         m = len(pf_local)  # thickened_patch: outer faces, then the skin side, then the rim
         sides.append(np.r_[np.full(m, SIDE_OUTER), np.full(m, SIDE_SKIN), np.full(len(sf) - 2 * m, SIDE_RIM)])
         parts.append({"area_mm2": float(area), "volume_mm3": mesh_volume(sv, sf),
