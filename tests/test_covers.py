@@ -245,6 +245,10 @@ def test_materials_give_their_profiles_and_bad_names_are_clear_errors():
     ini = slicer_profile(tpu)
     assert "retract_length = 0.5" in ini and "max_volumetric_speed = 3.5" in ini and "filament_type = FLEX" in ini
     assert PrinterSettings(material="petg", nozzle_temperature_c=235).nozzle_temperature_c == 235  # config wins
+    # turned skin side up, supports come from the bed only (none may stand on the skin side); as worn, the
+    # profile is the one PLA always had
+    assert "support_material_buildplate_only = 1" in pla
+    assert "buildplate_only" not in slicer_profile(PrinterSettings(pose="as_worn"))
     with pytest.raises(FacecoverError, match="printer.material: 'abs' is not one of pla, petg, tpu95a"):
         PrinterSettings(material="abs")
     with pytest.raises(FacecoverError, match="printer.pose"):

@@ -195,6 +195,8 @@ def slicer_profile(printer: PrinterSettings) -> str:
         "start_gcode": f"G28\\nM190 S{p.bed_temperature_c}\\nM109 S{p.nozzle_temperature_c}\\nG92 E0",
         "end_gcode": "M104 S0\\nM140 S0\\nG28 X\\nM84",
     }
+    if p.pose == "skin_side_free":  # supports from the bed only: none may stand on the part's (skin) side
+        values["support_material_buildplate_only"] = 1
     values.update(MATERIALS[p.material]["slicer"])
     values["first_layer_speed"] = min(speed, values["first_layer_speed"])
     lines = ["# facecover PrusaSlicer 2.5 profile: Elegoo Neptune 4 Pro (Klipper; Marlin-flavoured G-code), "
