@@ -55,21 +55,29 @@ def registration_table(reports: list[str | Path]) -> Rows:
 
 
 def covers_table(reports: list[str | Path]) -> Rows:
-    """One row per printed cover: parts, volume (mm³), size (mm), print time and filament from the G-code."""
+    """One row per printed cover: parts, volume (mm³), size (mm), material, print time and filament from the
+    G-code, the pose and the support contact on each side (mm², measured from the G-code or estimated)."""
     rows = []
     for path in reports:
         r = json.loads(Path(path).read_text())
         cover = r["cover"]
         size = cover["checks"]["size_mm"]
         gcode = r.get("gcode", {})
+        contact = r.get("support_contact", {})
         rows.append({
             "subject": Path(path).stem,
             "parts": len(cover["checks"]["part_volumes_mm3"]),
             "volume_mm3": cover["volume_mm3"],
             "size_x_mm": size[0], "size_y_mm": size[1], "size_z_mm": size[2],
             "wall_p5_mm": cover["checks"]["wall_thickness_p5_mm"],
+            "material": r.get("printer", {}).get("material", "pla"),
             "print_time": gcode.get("print_time", ""),
             "filament_g": gcode.get("filament_g", np.nan),
+            "pose": cover.get("pose", {}).get("pose", "as_worn"),
+            "support_skin_side_mm2": contact.get("skin_side_mm2", np.nan),
+            "support_outer_side_mm2": contact.get("outer_side_mm2", np.nan),
+            "support_rim_mm2": contact.get("rim_mm2", np.nan),
+            "support_contact": contact.get("source", "").split(":")[0],
         })
     return rounded(rows, 3)
 
