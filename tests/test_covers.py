@@ -270,3 +270,24 @@ def test_every_material_profile_slices(material, tmp_path):
     gcode = (tmp_path / "plate.gcode").read_text()
     assert f"M109 S{printer.nozzle_temperature_c}" in gcode
     assert estimates["print_time_s"] > 0 and estimates["filament_g"] > 0
+
+
+def test_print_cli_makes_the_mould_when_asked(space, healthy, healthy_solid, tmp_path):
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--out", str(tmp_path / "fill.ply")]) == 0
+    out = tmp_path / "prints"
+    args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
+            "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"), "--out-ini", str(out / "s.ini"),
+            "--out-json", str(out / "s.json")]
+    assert main(args + ["--printer", json.dumps({"output": "both"})]) == 1  # the mould's file is missing
+    assert main(args + ["--printer", json.dumps({"output": "both"}), "--out-mould-stl", str(out / "s_mould.stl")]) == 0
+    report = json.loads((out / "s.json").read_text())["mould"]
+    assert report["checks"]["watertight"] and report["checks"]["fits_printer"]
+    assert len(report["checks"]["part_volumes_mm3"]) == 2  # the two halves
+    cover_volume = json.loads((out / "s.json").read_text())["cover"]["volume_mm3"]
+    assert report["cavity_volume_mm3"] == pytest.approx(cover_volume, rel=0.02)
+    assert trimesh.load(out / "s_mould.stl").volume > 0

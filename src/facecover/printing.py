@@ -34,6 +34,7 @@ from .meshtools import RayScene, closed_and_consistent, face_components, face_no
 
 
 POSES = ("skin_side_free", "as_worn")
+OUTPUTS = ("cover", "mould", "both")
 
 # PrusaSlicer 2.5 filament values per material for the Neptune 4 Pro (direct drive, 0.4 mm nozzle, Klipper).
 # `settings` become PrinterSettings fields (a config value overrides them); `slicer` go straight into the
@@ -87,10 +88,13 @@ class PrinterSettings:
     fill_density_percent: int = 20
     support_material: bool = True
     pose: str = "skin_side_free"  # skin_side_free: least support on the skin side | as_worn: as it sits on the face
+    output: str = "cover"  # cover | mould (a two-part mould to cast it in silicone) | both: what is sliced
 
     def __post_init__(self):
         if self.pose not in POSES:
             raise FacecoverError(f"printer.pose: '{self.pose}' is not one of {', '.join(POSES)}")
+        if self.output not in OUTPUTS:
+            raise FacecoverError(f"printer.output: '{self.output}' is not one of {', '.join(OUTPUTS)}")
         if self.material not in MATERIALS:
             raise FacecoverError(f"printer.material: '{self.material}' is not one of {', '.join(MATERIALS)}")
         for key, value in MATERIALS[self.material]["settings"].items():

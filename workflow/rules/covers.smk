@@ -9,6 +9,17 @@ GCODE = config["printer"].get("gcode", "auto") == "always" or (
     config["printer"].get("gcode", "auto") == "auto" and shutil.which("prusa-slicer") is not None
 )
 REF = "results/covers_reference"
+# printer.output: cover | mould | both — the mould (a two-part silicone mould around the cover) is made and
+# sliced for mould and both; the cover's G-code for cover and both
+OUTPUT = config["printer"].get("output", "cover")
+COVER_GCODE = GCODE and OUTPUT != "mould"
+MOULD = OUTPUT != "cover"
+
+
+def mould_args(wildcards, output):
+    if not MOULD:
+        return ""
+    return f"--out-mould-stl {output.mould}" + (f" --out-mould-gcode {output.mould_gcode}" if GCODE else "")
 
 
 rule watertight:
@@ -62,17 +73,20 @@ rule print:
         face="results/prints/{subject}_face.stl",
         ini="results/prints/{subject}.ini",
         report="results/prints/{subject}.json",
-        gcode=["results/prints/{subject}.gcode"] if GCODE else [],
+        gcode=["results/prints/{subject}.gcode"] if COVER_GCODE else [],
+        mould=["results/prints/{subject}_mould.stl"] if MOULD else [],
+        mould_gcode=["results/prints/{subject}_mould.gcode"] if MOULD and GCODE else [],
     input:
         filling="results/fillings/{subject}.ply",
         sides="results/fillings/{subject}_footprint.npz",
         injured=injured_mesh,
         about="results/reconstructions/{subject}.json",
-        code=code("printing", "orientation", "watertight"),
+        code=code("printing", "orientation", "mould", "watertight"),
     params:
         printer=settings_json("printer", "gcode"),
         thickness=config["filling"].get("min_thickness_mm", 1.0),
-        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
+        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if COVER_GCODE else "",
+        mould=mould_args,
         about=about_arg,
     conda:
         "../../envs/covers.yaml"
@@ -84,7 +98,7 @@ rule print:
         "facecover print --filling {input.filling} --sides {input.sides} --injured {input.injured}"
         " --printer {params.printer:q}"
         " --min-thickness-mm {params.thickness} {params.about} --out-stl {output.stl} --out-face-stl {output.face}"
-        " --out-ini {output.ini} --out-json {output.report} {params.gcode} 2> {log}"
+        " --out-ini {output.ini} --out-json {output.report} {params.gcode} {params.mould} 2> {log}"
 
 
 rule preview:
@@ -151,12 +165,14 @@ use rule print as reference_print with:
         face=f"{REF}/prints/{{subject}}_face.stl",
         ini=f"{REF}/prints/{{subject}}.ini",
         report=f"{REF}/prints/{{subject}}.json",
-        gcode=[f"{REF}/prints/{{subject}}.gcode"] if GCODE else [],
+        gcode=[f"{REF}/prints/{{subject}}.gcode"] if COVER_GCODE else [],
+        mould=[f"{REF}/prints/{{subject}}_mould.stl"] if MOULD else [],
+        mould_gcode=[f"{REF}/prints/{{subject}}_mould.gcode"] if MOULD and GCODE else [],
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
         sides=f"{REF}/fillings/{{subject}}_footprint.npz",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
-        code=code("printing", "orientation", "watertight"),
+        code=code("printing", "orientation", "mould", "watertight"),
     benchmark:
         "results/benchmarks/reference_print/{subject}.tsv"
     log:

@@ -61,9 +61,22 @@ def cmd_print(args) -> None:
     from ..watertight import make_watertight
 
     printer = settings_from_json(PrinterSettings, args.printer)
+    if args.out_mould_gcode and not args.out_mould_stl:
+        raise FacecoverError("--out-mould-gcode needs --out-mould-stl")
+    if (printer.output != "cover") != bool(args.out_mould_stl):
+        raise FacecoverError(f"printer.output is '{printer.output}': give --out-mould-stl exactly when it is "
+                             "mould or both")
     cover = load_mesh(args.filling)
     cover_f = np.asarray(cover.faces)
     cover_v = np.asarray(cover.vertices)
+    mould = None
+    if args.out_mould_stl:  # cast in silicone: the mould is made around the cover as worn
+        from ..mould import cover_mould, mould_print_layout
+
+        mould = cover_mould(cover_v, cover_f)
+        mould_v, mould_f = mould_print_layout(mould)
+        mould_v = place_on_bed(mould_v, mould_f, printer)
+        mould["report"]["checks"] = check_printable(mould_v, mould_f, printer, 1.0, name=f"{args.filling} (mould)")
     side, side_source = cover_sides(args.sides, cover_v, cover_f)
     pose = {"pose": printer.pose, "skin_side_from": side_source}
     if printer.pose == "skin_side_free":
@@ -87,7 +100,8 @@ def cmd_print(args) -> None:
         except (OSError, ValueError) as exc:
             raise FacecoverError(f"{args.about}: cannot read the reconstruction report ({exc})") from None
     outputs = [args.out_stl, args.out_face_stl, args.out_ini] + ([args.out_gcode] if args.out_gcode else [])
-    with atomic_paths(*outputs) as tmp:  # all files appear together, or none
+    extra = [p for p in (args.out_mould_stl, args.out_mould_gcode) if p]
+    with atomic_paths(*outputs, *extra) as tmp:  # all files appear together, or none
         mesh.export(tmp[0], file_type="stl")
         trimesh.Trimesh(face_v, face_f, process=False).export(tmp[1], file_type="stl")
         tmp[2].write_text(slicer_profile(printer))
@@ -97,6 +111,13 @@ def cmd_print(args) -> None:
             report["support_contact"] = measured_support_contact(tmp[3], cover_v, cover_f, side, printer)
         else:
             report["support_contact"] = estimated_support_contact(cover_v, cover_f, side, printer)
+        if mould is not None:
+            mould_stl = tmp[len(outputs)]
+            trimesh.Trimesh(mould_v, mould_f, process=False).export(mould_stl, file_type="stl")
+            report["mould"] = {"stl": args.out_mould_stl, **mould["report"]}
+            if args.out_mould_gcode:
+                estimates = slice_with_prusaslicer(mould_stl.resolve(), tmp[2].resolve(), tmp[-1].resolve())
+                report["mould"]["gcode"] = {"file": args.out_mould_gcode, **estimates}
     save_json(args.out_json, report)
     print(json.dumps({"volume_mm3": round(report["cover"]["volume_mm3"], 1), "size_mm": checks["size_mm"],
                       **report.get("gcode", {})}), file=sys.stderr)
@@ -208,6 +229,8 @@ def register(sub) -> None:
     p.add_argument("--out-ini", required=True)
     p.add_argument("--out-json", required=True)
     p.add_argument("--out-gcode", help="slice with PrusaSlicer into this file")
+    p.add_argument("--out-mould-stl", help="a two-part silicone mould around the cover (printer output mould/both)")
+    p.add_argument("--out-mould-gcode", help="slice the mould with PrusaSlicer into this file")
     p.set_defaults(func=cmd_print)
 
     p = sub.add_parser("preview", help="PNG of the cover on the injured face")
