@@ -291,3 +291,30 @@ def test_print_cli_makes_the_mould_when_asked(space, healthy, healthy_solid, tmp
     cover_volume = json.loads((out / "s.json").read_text())["cover"]["volume_mm3"]
     assert report["cavity_volume_mm3"] == pytest.approx(cover_volume, rel=0.02)
     assert trimesh.load(out / "s_mould.stl").volume > 0
+
+
+def test_gap_map_shows_the_clearance(space, healthy, healthy_solid, tmp_path):
+    """A cover with a 0.4 mm fit gap: the gap map's distances under the cover are 0.4 mm (measured over the
+    61 skin vertices under it: median 0.397, min 0.375, max 0.400 mm — the skin side is offset along
+    crease-smoothed normals, and a closest-point distance is at most that offset; tolerance 0.01 mm on the
+    median and the max), and the preview writes the map."""
+    from facecover.files import load_mesh_arrays, load_npz
+    from facecover.filling import skin_gap
+
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--settings", json.dumps({"clearance_mm": 0.4}), "--out", str(tmp_path / "fill.ply"),
+                 "--out-footprint", str(tmp_path / "fp.npz")]) == 0
+    arrays = load_npz(tmp_path / "fp.npz")
+    gap = skin_gap(healthy + h[:, None] * face.normals, arrays["footprint"].astype(bool),
+                   *load_mesh_arrays(tmp_path / "fill.ply"), arrays["cover_side"])
+    under = gap[np.isfinite(gap)]
+    assert len(under) == arrays["footprint"].sum() > 0
+    assert np.median(under) == pytest.approx(0.4, abs=0.01) and under.max() <= 0.4 + 0.01
+    assert main(["preview", "--injured", str(tmp_path / "injured.ply"), "--filling", str(tmp_path / "fill.ply"),
+                 "--size", "96", "--sides", str(tmp_path / "fp.npz"), "--out", str(tmp_path / "p.png"),
+                 "--out-gap", str(tmp_path / "gap.png")]) == 0
+    assert (tmp_path / "gap.png").stat().st_size > 1000

@@ -303,6 +303,18 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     return v, f, report
 
 
+def skin_gap(skin_v: np.ndarray, footprint: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray,
+             cover_side: np.ndarray) -> np.ndarray:
+    """Gap (n,) mm between each skin vertex under the cover (`footprint` (n,) bool) and the cover's skin side
+    (the faces marked SIDE_SKIN): the closest-point distance, which is `clearance_mm` where the skin side is
+    offset by it; NaN off the footprint."""
+    gap = np.full(len(skin_v), np.nan)
+    skin_faces = cover_f[np.asarray(cover_side) == SIDE_SKIN]
+    if len(skin_faces) and footprint.any():
+        gap[footprint] = DistanceScene(cover_v, skin_faces)(skin_v[footprint])
+    return gap
+
+
 def outer_heights(skin_v: np.ndarray, skin_n: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray) -> np.ndarray:
     """Height (n,) mm of a cover's outer surface above skin points (n, 3) along their unit normals (n, 3):
     rays start just above the skin (so the cover's inner surface, lying on it, is not hit) and the first

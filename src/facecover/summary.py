@@ -303,3 +303,39 @@ def stage_figure(stages: pd.DataFrame, out) -> None:
     right.set_xlabel("peak memory, max RSS (MB)")
     right.legend(fontsize=7)
     _save_png(fig, out)
+
+
+def gap_figure(image: np.ndarray, gap_mm: np.ndarray, vmax_mm: float, out, title: str = "") -> None:
+    """The gap map: a render of the face coloured by the gap under the cover (`image` (H, W, 3) uint8, drawn
+    with `gap_colors`), its colour bar, and the histogram of the gap (mm) over the footprint's vertices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.cm as cm
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6), dpi=120)
+    left.imshow(image)
+    left.set_axis_off()
+    left.set_title(title or "gap from the cover's skin side to the skin")
+    fig.colorbar(cm.ScalarMappable(Normalize(0, vmax_mm), "viridis"), ax=left, label="gap (mm)", shrink=0.8)
+    values = gap_mm[np.isfinite(gap_mm)]
+    right.hist(values, bins=40, range=(0, max(vmax_mm, 1e-3)), color="tab:blue")
+    right.set_xlabel("gap (mm)")
+    right.set_ylabel("skin vertices under the cover")
+    if len(values):
+        right.set_title(f"median {np.median(values):.2f} mm, 95th percentile {np.percentile(values, 95):.2f} mm")
+    _save_png(fig, out)
+
+
+def gap_colors(gap_mm: np.ndarray, faces: np.ndarray, vmax_mm: float) -> np.ndarray:
+    """Face colours (m, 3) in [0, 1]: viridis of the faces' mean gap where all its vertices are under the
+    cover, light grey elsewhere."""
+    import matplotlib
+
+    per_face = gap_mm[faces].mean(axis=1)
+    colors = np.tile([0.85, 0.85, 0.85], (len(faces), 1))
+    under = np.isfinite(per_face)
+    colors[under] = matplotlib.colormaps["viridis"](np.clip(per_face[under] / max(vmax_mm, 1e-3), 0, 1))[:, :3]
+    return colors

@@ -117,8 +117,16 @@ rule preview:
             subcategory="from the reconstruction",
             labels={"subject": "{subject}", "view": "3D (rotate, zoom)"},
         ),
+        gap=report(
+            "results/report/covers/{subject}_gap.png",
+            caption="../report/gap.rst",
+            category="Covers",
+            subcategory="from the reconstruction",
+            labels={"subject": "{subject}", "view": "gap map"},
+        ),
     input:
         filling="results/fillings/{subject}.ply",
+        sides="results/fillings/{subject}_footprint.npz",
         injured=injured_mesh,
     conda:
         "../../envs/covers.yaml"
@@ -128,7 +136,7 @@ rule preview:
         "results/logs/preview/{subject}.log",
     shell:
         "facecover preview --injured {input.injured} --filling {input.filling} --title {wildcards.subject}"
-        " --out {output.still} --out-html {output.interactive} 2> {log}"
+        " --sides {input.sides} --out {output.still} --out-html {output.interactive} --out-gap {output.gap} 2> {log}"
 
 
 use rule watertight as reference_watertight with:

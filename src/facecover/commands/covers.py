@@ -185,6 +185,26 @@ def cmd_preview(args) -> None:
     images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
               for yaw in (0.0, 35.0, -35.0)]
     save_png(args.out, np.hstack(images).astype(np.uint8))
+    if args.out_gap:  # the gap map: the face coloured by the gap under the cover, and its histogram
+        from ..filling import skin_gap
+        from ..files import load_npz
+        from ..summary import gap_colors, gap_figure
+
+        if not args.sides:
+            raise FacecoverError("--out-gap needs --sides (the filling's footprint .npz)")
+        arrays = load_npz(args.sides)
+        if "cover_side" not in arrays or len(arrays["cover_side"]) != len(cover_f):
+            raise FacecoverError(f"{args.sides}: no 'cover_side' array with one entry per cover face: make the "
+                                 "filling again")
+        if len(arrays["footprint"]) != len(face_v):
+            raise FacecoverError(f"{args.sides}: its footprint has {len(arrays['footprint'])} entries for "
+                                 f"{len(face_v)} injured vertices")
+        gap = skin_gap(face_v, arrays["footprint"].astype(bool), cover_v, cover_f, arrays["cover_side"])
+        vmax = max(0.5, float(np.nanmax(gap)) if np.isfinite(gap).any() else 0.5)
+        face_scene = Scene(face_v, face_f)
+        image = face_scene.render(frontal_camera(center, 230.0, args.size), DEFAULT_LIGHTS,
+                                  face_colors=gap_colors(gap, face_f, vmax))
+        gap_figure(image.astype(np.uint8), gap, vmax, args.out_gap)
     if args.out_html:  # the same, to rotate and zoom in a browser (self-contained WebGL page)
         from ..files import atomic_path
         from ..meshtools import face_components, mesh_volume
@@ -240,4 +260,7 @@ def register(sub) -> None:
     p.add_argument("--title", help="title of the interactive view")
     p.add_argument("--out", required=True)
     p.add_argument("--out-html", help="also an interactive 3D view (self-contained HTML, WebGL)")
+    p.add_argument("--sides", help="the filling's footprint .npz (footprint, cover_side), for --out-gap")
+    p.add_argument("--out-gap", help="also the gap map: the face coloured by the gap between the cover's skin "
+                                     "side and the skin, and its histogram (PNG)")
     p.set_defaults(func=cmd_preview)
