@@ -120,3 +120,24 @@ def test_sliced_supports_touch_the_skin_side_as_worn_and_not_skin_side_up(shell,
     assert measured["bowl"]["skin_side_mm2"] == 0.0 and measured["worn"]["outer_side_mm2"] == 0.0
     assert np.pi * (R_IN * 0.5) ** 2 < measured["worn"]["skin_side_mm2"] < np.pi * (R_IN * np.sin(np.pi / 4)) ** 2
     assert np.pi * (R_OUT * 0.5) ** 2 < measured["bowl"]["outer_side_mm2"] < np.pi * (R_OUT * np.sin(np.pi / 4)) ** 2
+
+
+def test_parts_turned_apart_do_not_overlap_on_the_bed(shell):
+    """Two shells worn side by side, their skin sides facing each other (±x), 30 mm apart: each is turned
+    skin side up about its own centre, which makes them overlap as seen from above; they are laid out in
+    a row instead."""
+    v, f, side = shell
+    turn = rotation_taking(np.array([1.0, 0, 0]), np.array([0, 0, 1.0]))  # dome top to -x: skin side faces +x
+    left = v @ turn.T - [15.0, 0, 0]
+    right = v @ turn.T * [-1, 1, 1] + [15.0, 0, 0]  # mirrored: skin side faces -x (winding reversed below)
+    right_f = f[:, ::-1]
+    # turned bowl up in place, each would cover 44 mm across, centred less than 30 mm apart
+    both_v, both_f = np.r_[left, right], np.r_[f, right_f + len(v)]
+    both_side = np.r_[side, side]
+    turned, parts = orient_parts(both_v, both_f, both_side)
+    assert len(parts) == 2
+    boxes = [(turned[:len(v), :2].min(0), turned[:len(v), :2].max(0)),
+             (turned[len(v):, :2].min(0), turned[len(v):, :2].max(0))]
+    assert (boxes[0][1][0] < boxes[1][0][0]) or (boxes[1][1][0] < boxes[0][0][0])  # apart along x
+    for part in parts:
+        assert part["estimate"]["skin_side_mm2"] == 0.0
