@@ -13,10 +13,12 @@ import pytest
 import trimesh
 
 from facecover.filling import FillingSettings, cover_solid
+from facecover.meshtools import boundary_edges
 
 T_MIN = 1.0  # mm: the minimum wall (README)
 MARGIN = 5.0  # mm: the band on healthy skin around the wound (README)
 THRESHOLD = 0.2  # mm: skin departing from the healthy face by more than this is wound (README)
+EDGE_RADIUS = 0.5  # mm: the cover's rim is rounded with this radius (README)
 HALF = 45.0  # sheet half-width, mm
 
 
@@ -152,5 +154,46 @@ def test_cover_volume_matches_the_closed_form(case):
     expected = expected_volume(shape, area)
     if shape["sign"] > 0:  # a shell of the minimum wall over the bump's skin: its area, not the plane's
         expected = T_MIN * trimesh.triangles.area(v[faces_in]).sum()
+    # the rounded rim (README): along the footprint's outline, a bull nose of radius r (capped just under
+    # half the wall) and a straight wall beyond it, 4 facets per quarter circle
+    outline = boundary_edges(faces_in)
+    r = min(EDGE_RADIUS, T_MIN / 2 - 0.02)
+    quarter = 0.5 * r**2 * 4 * np.sin(np.pi / 8)  # a quarter circle's area as 4 facets
+    expected += np.linalg.norm(v[outline[:, 0]] - v[outline[:, 1]], axis=1).sum() * (2 * quarter + r * (T_MIN - 2 * r))
     assert trimesh.Trimesh(cv, cf, process=False).volume == pytest.approx(expected, rel=0.04)
     assert report["volume_mm3"] == pytest.approx(expected, rel=0.04)
+
+
+@pytest.mark.parametrize("clearance", [0.3, 1.0])
+def test_clearance_offsets_the_skin_side_and_keeps_the_wall(clearance):
+    """On the flat sheet with the dent: the cover's skin side lies `clearance` off the skin along the
+    normal (a ray from the skin meets it first), the outer surface over the margin band the clearance
+    plus the minimum wall off, and over the dent where it is deeper than both the healthy plane still."""
+    shape = SHAPES["dent"]
+    v, f, h, rho, normals = skin(shape)
+    healthy_v, healthy_f = sheet(0.5)
+    cv, cf, report = cover_solid(v, f, healthy_v, healthy_f, FillingSettings(clearance_mm=clearance))
+    mesh = trimesh.Trimesh(cv, cf, process=False)
+    assert mesh.is_watertight and mesh.volume > 0
+    footprint = np.asarray(report["footprint"], bool)
+    wound_edge = rho[h > THRESHOLD].max()
+    inside = footprint & (rho <= wound_edge + MARGIN / 1.08 - 2.0)  # away from the rim
+    points, n = v[inside], normals[inside]
+    hits, rays, _ = mesh.ray.intersects_location(points + 0.01 * n, n, multiple_hits=True)
+    along = np.einsum("ij,ij->i", hits - points[rays], n[rays])
+    first = np.full(len(points), np.inf)
+    np.minimum.at(first, rays, along)
+    last = np.full(len(points), -np.inf)
+    np.maximum.at(last, rays, along)
+    # the gap over the flat band: measured max |gap - clearance| 0.0018 mm at 0.3 mm, 0.0056 mm at 1.0 mm (the
+    # skin side is offset along crease-smoothed normals, tilted by up to 6° within 3 mm of the dent's edge):
+    # 1 % of the clearance + 0.001 mm; over the dent's slope too, measured 0.0067 mm at 0.3 mm: 0.05 mm
+    flat = rho[inside] > shape["radius"] + 1.0
+    assert np.abs(first[flat] - clearance).max() <= 0.01 * clearance + 1e-3
+    assert np.abs(first - clearance).max() <= 0.05, np.abs(first - clearance).max()
+    # the wall above the gap: the minimum over the margin band (measured within 0.0018 mm at 0.3 mm)
+    assert np.abs(last[flat] - clearance - T_MIN).max() <= 0.05
+    deep = h[inside] > clearance + 1.3 * T_MIN + 0.2
+    if deep.any():  # the outer surface still on the healthy plane (z = 0)
+        top = points[deep] + last[deep, None] * n[deep]
+        assert np.abs(top[:, 2]).max() <= 0.05

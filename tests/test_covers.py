@@ -14,7 +14,8 @@ from facecover.files import save_mesh
 from facecover.filling import (FillingSettings, _fill_pinches, cover_solid, enforce_min_distance, smoothed_normals,
                                thickened_patch)
 from facecover.meshtools import boundary_loops, compact, edge_graph, vertex_normals
-from facecover.printing import PrinterSettings, check_printable, place_on_bed, slicer_profile
+from facecover.printing import (MATERIALS, PrinterSettings, check_printable, place_on_bed, slice_with_prusaslicer,
+                                slicer_profile)
 from facecover.scars import one_scar, prepare_face
 from facecover.watertight import make_watertight
 
@@ -107,7 +108,7 @@ def reference_volume(injured, faces, healthy, displacement, settings):
                       settings.min_thickness_mm * smoothed_normals(injured, faces, settings.crease_smoothing_mm)[ids])
     length = np.linalg.norm(offset, axis=1)
     outer = enforce_min_distance(pv, pf, length, offset / length[:, None], settings.min_thickness_mm)
-    sv, sf = thickened_patch(pv, outer, pf)
+    sv, sf = thickened_patch(pv, outer, pf, settings.edge_radius_mm)  # the same rounded rim (tested on its own)
     return trimesh.Trimesh(sv, sf, process=False).volume
 
 
@@ -187,10 +188,10 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
     save_mesh(tmp_path / "injured.ply", injured, space["faces"])
     save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
     assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--out", str(tmp_path / "fill.ply")]) == 0
+                 "--out", str(tmp_path / "fill.ply"), "--out-footprint", str(tmp_path / "fill_footprint.npz")]) == 0
     out = tmp_path / "prints"
     args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
-            "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
+            "--sides", str(tmp_path / "fill_footprint.npz"), "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
             "--out-ini", str(out / "s.ini"), "--out-json", str(out / "s.json")]
     slicer = shutil.which("prusa-slicer") is not None
     if slicer:
@@ -204,6 +205,12 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
     if slicer:
         assert (out / "s.gcode").stat().st_size > 1000
         assert report["gcode"]["print_time_s"] > 0 and report["gcode"]["filament_g"] > 0
+        assert report["support_contact"]["source"].startswith("measured")
+    else:
+        assert report["support_contact"]["source"].startswith("geometric estimate")
+    # turned skin side up: nothing hangs from the skin side
+    assert report["cover"]["pose"]["pose"] == "skin_side_free"
+    assert report["support_contact"]["skin_side_mm2"] == 0.0
     # a bed the cover fits on but the fit-test face does not: the error names the fit-test face, and
     # nothing is left behind
     size = np.ptp(np.array(report["cover"]["bounding_box_mm"]), axis=0)
@@ -241,3 +248,87 @@ def test_slicer_failure_is_a_clear_error_and_writes_nothing(space, healthy, heal
     err = capsys.readouterr().err
     assert "PrusaSlicer failed (exit 134)" in err and "could not fit on the bed" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_materials_give_their_profiles_and_bad_names_are_clear_errors():
+    pla = slicer_profile(PrinterSettings())
+    assert "temperature = 210" in pla and "retract_length = 2" in pla and "first_layer_speed = 30" in pla
+    assert PrinterSettings().material == "pla" and PrinterSettings().filament_type == "PLA"
+    tpu = PrinterSettings(material="tpu95a")
+    assert tpu.print_speed_mm_s <= 30 and tpu.nozzle_temperature_c == 225
+    ini = slicer_profile(tpu)
+    assert "retract_length = 0.5" in ini and "max_volumetric_speed = 3.5" in ini and "filament_type = FLEX" in ini
+    assert PrinterSettings(material="petg", nozzle_temperature_c=235).nozzle_temperature_c == 235  # config wins
+    # turned skin side up, supports come from the bed only (none may stand on the skin side); as worn, the
+    # profile is the one PLA always had
+    assert "support_material_buildplate_only = 1" in pla
+    assert "buildplate_only" not in slicer_profile(PrinterSettings(pose="as_worn"))
+    with pytest.raises(FacecoverError, match="printer.material: 'abs' is not one of pla, petg, tpu95a"):
+        PrinterSettings(material="abs")
+    with pytest.raises(FacecoverError, match="printer.pose"):
+        PrinterSettings(pose="upside")
+
+
+@pytest.mark.skipif(__import__("shutil").which("prusa-slicer") is None,
+                    reason="prusa-slicer is not installed (apt-get install prusa-slicer): a profile is only known to "
+                           "work once the real slicer has sliced with it")
+@pytest.mark.parametrize("material", list(MATERIALS))
+def test_every_material_profile_slices(material, tmp_path):
+    """A 20 × 20 × 3 mm plate (about 2 s to slice) with each profile: G-code at the material's temperature."""
+    printer = PrinterSettings(material=material)
+    box = trimesh.creation.box(extents=(20, 20, 3))
+    trimesh.Trimesh(place_on_bed(np.asarray(box.vertices), np.asarray(box.faces), printer), box.faces,
+                    process=False).export(tmp_path / "plate.stl")
+    (tmp_path / "p.ini").write_text(slicer_profile(printer))
+    estimates = slice_with_prusaslicer(tmp_path / "plate.stl", tmp_path / "p.ini", tmp_path / "plate.gcode")
+    gcode = (tmp_path / "plate.gcode").read_text()
+    assert f"M109 S{printer.nozzle_temperature_c}" in gcode
+    assert estimates["print_time_s"] > 0 and estimates["filament_g"] > 0
+
+
+def test_print_cli_makes_the_mould_when_asked(space, healthy, healthy_solid, tmp_path):
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--out", str(tmp_path / "fill.ply")]) == 0
+    out = tmp_path / "prints"
+    args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
+            "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"), "--out-ini", str(out / "s.ini"),
+            "--out-json", str(out / "s.json")]
+    assert main(args + ["--printer", json.dumps({"output": "both"})]) == 1  # the mould's file is missing
+    assert main(args + ["--printer", json.dumps({"output": "both"}), "--out-mould-stl", str(out / "s_mould.stl")]) == 0
+    report = json.loads((out / "s.json").read_text())["mould"]
+    assert report["checks"]["watertight"] and report["checks"]["fits_printer"]
+    assert len(report["checks"]["part_volumes_mm3"]) == 2  # the two halves
+    cover_volume = json.loads((out / "s.json").read_text())["cover"]["volume_mm3"]
+    assert report["cavity_volume_mm3"] == pytest.approx(cover_volume, rel=0.02)
+    assert trimesh.load(out / "s_mould.stl").volume > 0
+
+
+def test_gap_map_shows_the_clearance(space, healthy, healthy_solid, tmp_path):
+    """A cover with a 0.4 mm fit gap: the gap map's distances under the cover are 0.4 mm (measured over the
+    61 skin vertices under it: median 0.397, min 0.375, max 0.400 mm — the skin side is offset along
+    crease-smoothed normals, and a closest-point distance is at most that offset; tolerance 0.01 mm on the
+    median and the max), and the preview writes the map."""
+    from facecover.files import load_mesh_arrays, load_npz
+    from facecover.filling import skin_gap
+
+    face = prepare_face(healthy, space["faces"], space["regions"])
+    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
+    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
+    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
+                 "--settings", json.dumps({"clearance_mm": 0.4}), "--out", str(tmp_path / "fill.ply"),
+                 "--out-footprint", str(tmp_path / "fp.npz")]) == 0
+    arrays = load_npz(tmp_path / "fp.npz")
+    gap = skin_gap(healthy + h[:, None] * face.normals, arrays["footprint"].astype(bool),
+                   *load_mesh_arrays(tmp_path / "fill.ply"), arrays["cover_side"])
+    under = gap[np.isfinite(gap)]
+    assert len(under) == arrays["footprint"].sum() > 0
+    assert np.median(under) == pytest.approx(0.4, abs=0.01) and under.max() <= 0.4 + 0.01
+    assert main(["preview", "--injured", str(tmp_path / "injured.ply"), "--filling", str(tmp_path / "fill.ply"),
+                 "--size", "96", "--sides", str(tmp_path / "fp.npz"), "--out", str(tmp_path / "p.png"),
+                 "--out-gap", str(tmp_path / "gap.png")]) == 0
+    assert (tmp_path / "gap.png").stat().st_size > 1000

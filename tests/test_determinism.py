@@ -13,8 +13,9 @@ from facecover.files import save_mesh
 FACECOVER = str(Path(sys.executable).parent / "facecover")
 VOLATILE = ("seconds", "time", "elapsed", "created")  # report fields that measure the run, not its result
 # PrusaSlicer's multi-threaded slicing is not bit-reproducible (2.5: a few moves and the print time differ
-# from run to run on the same STL), so its G-code and the report's block about it are left out
-SLICER_OUTPUTS = ("gcode",)
+# from run to run on the same STL), so its G-code and the report's blocks about it (its estimates, and the
+# support contact measured from it) are left out
+SLICER_OUTPUTS = ("gcode", "support_contact")
 
 
 def _chain(workdir: Path, space_file: Path, registered: Path, hash_seed: str) -> None:

@@ -14,21 +14,23 @@
    mask keeps stray differences elsewhere on a reconstructed face out of
    the cover. The cover region: the wound grown by `margin_mm` (geodesic) —
    the band that rests on healthy skin for attachment.
-3. Outer surface = the healthy face where it lies above the skin by more
+3. Inner surface (the skin side) = the skin, or the skin offset by
+   `clearance_mm` along its (crease-smoothed) normal: a gap for a dressing.
+   Outer surface = the healthy face where it lies above the skin side by more
    than the minimum wall (the ray hit), otherwise the skin offset by the
-   minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
+   clearance plus the minimum wall along its own normal, smoothed over `crease_smoothing_mm` so
    that narrow creases such as closed lips are bridged instead of folding
    the outer surface (protrusions and the margin band),
    blended over a narrow band (30 % of the minimum wall). Where neighbouring
    rays cross (tight creases), the outer surface would fold: offsets there are
    relaxed towards their neighbours' until no outer triangle is flipped; a
    last pass pushes out any outer vertex closer than the minimum to the skin
-   (concave spots).
+   side (concave spots).
    The skin is subdivided once first (midpoints, so its shape is unchanged):
    a wall that holds at the vertices then also holds inside triangles over
    small, sharply curved lumps.
-4. The solid: outer patch, reversed inner patch (the injured skin) and a side
-   wall along every boundary loop of the patch. Separate wounds give separate
+4. The solid: outer patch, reversed inner patch (the skin side) and a rim
+   along every boundary loop of the patch, rounded with `edge_radius_mm`. Separate wounds give separate
    closed parts (all in one file, each where it sits on the face).
 """
 
@@ -45,6 +47,9 @@ from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, co
                         subdivide, triangle_areas, vertex_normals)
 
 
+SIDE_OUTER, SIDE_SKIN, SIDE_RIM = 0, 1, 2  # what each face of a cover is: outer surface, skin side, rim
+
+
 @dataclass(frozen=True)
 class FillingSettings:
     margin_mm: float = 5.0
@@ -55,6 +60,13 @@ class FillingSettings:
     normal_smoothing_mm: float = 15.0
     crease_smoothing_mm: float = 3.0  # skin normals for the minimum wall smoothed over this: bridges creases (lips)
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
+    edge_radius_mm: float = 0.5  # the rim rounded (a bull nose of this radius); 0: a straight wall
+    clearance_mm: float = 0.0  # gap between the skin and the cover's skin side (a dressing layer)
+
+    def __post_init__(self):
+        for key in ("edge_radius_mm", "clearance_mm"):
+            if not getattr(self, key) >= 0:
+                raise FacecoverError(f"filling.{key}: must be a length of 0 mm or more, not {getattr(self, key)}")
 
 
 def distance_along_normals(points: np.ndarray, normals: np.ndarray, scene: RayScene,
@@ -121,21 +133,69 @@ def _fill_pinches(faces: np.ndarray, selected: np.ndarray) -> np.ndarray:
     return selected
 
 
-def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Closed solid from a surface patch: outer copy, reversed inner copy, walls on every boundary loop.
+def thickened_patch(inner: np.ndarray, outer: np.ndarray, faces: np.ndarray, edge_radius_mm: float = 0.0,
+                    arc_segments: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Closed solid from a surface patch: outer copy, reversed inner copy, a rim on every boundary loop.
 
     `inner`, `outer` (n, 3) are the same patch vertices at the two surfaces;
     `faces` (m, 3) are oriented with normals pointing from inner to outer.
+    Faces come as: the m outer faces, the m inner faces, then the rim's.
+    With `edge_radius_mm` 0 the rim is a straight wall from each inner boundary vertex to its outer one.
+    Otherwise it is rounded (a bull nose): seen in the plane across the rim, a quarter circle of that
+    radius leaves the inner surface tangentially and one meets the outer surface tangentially, joined by
+    a straight wall `edge_radius_mm` beyond the patch's outline (`rim_profile`); the radius is capped
+    just under half the rim's thickness. `arc_segments` facets per quarter circle.
     """
     n = len(inner)
-    v = np.r_[outer, inner]
+    v = [outer, inner]
     f = [faces, faces[:, ::-1] + n]
+    count = 2 * n
     for loop in boundary_loops(faces):
         a, b = loop, np.roll(loop, -1)
-        # boundary edge a -> b is used by an outer face; the wall runs b -> a on top
-        f.append(np.c_[b, a, a + n])
-        f.append(np.c_[b, a + n, b + n])
-    return v, np.concatenate(f)
+        # boundary edge a -> b is used by an outer face; the rim runs b -> a on top, ring by ring from the
+        # outer surface to the inner one
+        rings = [loop]
+        if edge_radius_mm > 0:
+            for ring in rim_profile(inner, outer, loop, edge_radius_mm, arc_segments):
+                v.append(ring)
+                rings.append(count + np.arange(len(loop)))
+                count += len(loop)
+        rings.append(loop + n)
+        position = {int(x): i for i, x in enumerate(loop)}
+        nxt = np.array([position[int(x)] for x in b])
+        for upper, lower in zip(rings[:-1], rings[1:]):
+            f.append(np.c_[upper[nxt], upper, lower])
+            f.append(np.c_[upper[nxt], lower, lower[nxt]])
+    return np.concatenate(v), np.concatenate(f)
+
+
+def rim_profile(inner: np.ndarray, outer: np.ndarray, loop: np.ndarray, radius_mm: float,
+                arc_segments: int = 4) -> list[np.ndarray]:
+    """The rounded rim's intermediate rings (each (len(loop), 3)) from the outer surface to the inner one.
+
+    At each boundary vertex p (inner) with its outer copy q: t = (q − p)/|q − p| across the wall, h = |q − p|,
+    b the outward direction (perpendicular to the boundary and to t, away from the patch). In the plane
+    (b, t) the rim is a quarter circle of radius r = min(radius, h/2 − 0.02 mm) centred at p + r·t, from
+    p (tangent to the inner surface) to p + r·b + r·t, a straight wall up to p + r·b + (h − r)·t and a
+    quarter circle centred at p + (h − r)·t to q (tangent to the outer surface)."""
+    p, q = inner[loop], outer[loop]
+    across = q - p
+    h = np.linalg.norm(across, axis=1)
+    t = across / np.maximum(h, 1e-12)[:, None]
+    # the loop runs with the patch on its left (seen from the outer side): outward is tangent × t
+    tangent = inner[np.roll(loop, -1)] - inner[np.roll(loop, 1)]
+    b = np.cross(tangent, t)
+    b -= np.einsum("ij,ij->i", b, t)[:, None] * t
+    b /= np.maximum(np.linalg.norm(b, axis=1), 1e-12)[:, None]
+    r = np.clip(np.minimum(radius_mm, h / 2 - 0.02), 0.0, None)[:, None]
+    rings = []
+    for j in range(1, arc_segments + 1):  # upper quarter circle, from the outer surface down to the wall
+        phi = np.pi - 0.5 * np.pi * j / arc_segments
+        rings.append(p + r * np.sin(phi) * b + (h[:, None] - r - r * np.cos(phi)) * t)
+    for j in range(arc_segments):  # lower quarter circle, from the wall down to the inner surface
+        phi = 0.5 * np.pi - 0.5 * np.pi * j / arc_segments
+        rings.append(p + r * np.sin(phi) * b + r * (1 - np.cos(phi)) * t)
+    return rings
 
 
 def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
@@ -145,7 +205,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
 
     `wound_mask` (n,) bool marks the wound on the injured vertices (e.g. found by inference); without it
     the wound is where the skin departs from the healthy face by more than `wound_threshold_mm`. The
-    report's `footprint` (n,) bool marks the injured vertices under the cover."""
+    report's `footprint` (n,) bool marks the injured vertices under the cover, its `cover_side` (faces,)
+    what each cover face is (SIDE_OUTER, SIDE_SKIN: the side lying on the skin, SIDE_RIM)."""
     n_input = len(injured_v)
     given = wound_mask is not None
     if given:
@@ -192,15 +253,17 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
     # outer surface is a true offset of the skin along the skin's own normal;
     # where it fills a depression deeper than that, it is the healthy face (the
     # ray hit along the smoothed normal). Positions blend over a narrow band.
-    t_min = settings.min_thickness_mm
-    fill = np.where(hit, np.clip((d - t_min) / (0.3 * t_min), 0.0, 1.0), 0.0)
+    # With a clearance c the skin side lies c off the skin (along the skin's normal) and the minimum wall
+    # starts there: the thin outer surface is c + t_min off the skin.
+    t_min, c = settings.min_thickness_mm, settings.clearance_mm
+    fill = np.where(hit, np.clip((d - t_min - c) / (0.3 * t_min), 0.0, 1.0), 0.0)
     w = (fill * fill * (3 - 2 * fill))[:, None]
-    outer_all = injured_v + w * np.nan_to_num(d)[:, None] * normals + (1 - w) * t_min * skin_normals
+    outer_all = injured_v + w * np.nan_to_num(d)[:, None] * normals + (1 - w) * (t_min + c) * skin_normals
     offset_all = outer_all - injured_v
     thickness = np.linalg.norm(offset_all, axis=1)
     directions = offset_all / thickness[:, None]
 
-    parts_v, parts_f, parts = [], [], []
+    parts_v, parts_f, parts, sides = [], [], [], []
     offset = 0
     labels = face_components(injured_f[selected]) if selected.any() else np.zeros(0, int)
     for label in np.unique(labels):
@@ -210,10 +273,13 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         if area < settings.min_part_area_mm2:
             continue
         outer = untangle(pv, pv + thickness[ids, None] * directions[ids], pf_local)
-        shift = outer - pv
+        inner = pv + c * skin_normals[ids] if c > 0 else pv  # the skin side, c off the skin
+        shift = outer - inner
         length = np.linalg.norm(shift, axis=1)
-        outer = enforce_min_distance(pv, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
-        sv, sf = thickened_patch(pv, outer, pf_local)
+        outer = enforce_min_distance(inner, pf_local, length, shift / length[:, None], settings.min_thickness_mm)
+        sv, sf = thickened_patch(inner, outer, pf_local, settings.edge_radius_mm)
+        m = len(pf_local)  # thickened_patch: outer faces, then the skin side, then the rim
+        sides.append(np.r_[np.full(m, SIDE_OUTER), np.full(m, SIDE_SKIN), np.full(len(sf) - 2 * m, SIDE_RIM)])
         parts.append({"area_mm2": float(area), "volume_mm3": mesh_volume(sv, sf),
                       "max_thickness_mm": float(thickness[ids].max()), "vertices": int(len(ids))})
         parts_v.append(sv)
@@ -229,11 +295,24 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         "wound_source": ("given mask" if given else "whole face") + f", where the skin departs from the healthy "
                         f"face by > {settings.wound_threshold_mm} mm",
         "footprint": region[:n_input],
+        "cover_side": np.concatenate(sides).astype(np.uint8),
         "max_depression_mm": float(np.nanmax(np.where(wound, d, 0))),
         "max_protrusion_mm": float(-np.nanmin(np.where(wound, d, 0))),
         "settings": settings.__dict__,
     }
     return v, f, report
+
+
+def skin_gap(skin_v: np.ndarray, footprint: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray,
+             cover_side: np.ndarray) -> np.ndarray:
+    """Gap (n,) mm between each skin vertex under the cover (`footprint` (n,) bool) and the cover's skin side
+    (the faces marked SIDE_SKIN): the closest-point distance, which is `clearance_mm` where the skin side is
+    offset by it; NaN off the footprint."""
+    gap = np.full(len(skin_v), np.nan)
+    skin_faces = cover_f[np.asarray(cover_side) == SIDE_SKIN]
+    if len(skin_faces) and footprint.any():
+        gap[footprint] = DistanceScene(cover_v, skin_faces)(skin_v[footprint])
+    return gap
 
 
 def outer_heights(skin_v: np.ndarray, skin_n: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray) -> np.ndarray:

@@ -1,14 +1,17 @@
 """Printable STL, checks, PrusaSlicer profile and G-code for a cover (mm).
 
 The printer is an Elegoo Neptune 4 Pro (bed 225 × 225 mm, height 265 mm,
-0.4 mm nozzle, 1.75 mm filament, Klipper firmware) printing PLA at 210 °C
-nozzle, 60 °C bed, 120 mm/s and 0.2 mm layers (values from config).
+0.4 mm nozzle, 1.75 mm filament, Klipper firmware) printing 0.2 mm layers in
+PLA (the default: 210 °C nozzle, 60 °C bed, 120 mm/s), PETG or TPU 95A
+(`MATERIALS`; values from config override the material's).
 PrusaSlicer 2.5 has no Klipper flavour: Marlin G-code with relative E and a
 ``G92 E0`` per layer is what Klipper accepts.
 
-A part is placed face-side up (the canonical +z of the face points up, the
-skin side down on supports), centred on the bed with its lowest point at
-z = 0, and checked before anything is written: watertight, consistently
+Each part is turned so that no support touches its skin side (the side lying
+on the wound; `orientation.py`, `pose: skin_side_free`), or left as worn on
+the face (`pose: as_worn`: the canonical +z of the face up, the skin side down
+on supports), then centred on the bed with its lowest point at z = 0, and
+checked before anything is written: watertight, consistently
 wound, every part of positive volume, minimum wall thickness, and inside the
 bed minus a skirt margin. PrusaSlicer is not trusted for these: it does not
 check the height, aborts on parts wider than the bed and silently repairs
@@ -30,24 +33,73 @@ from . import FacecoverError
 from .meshtools import RayScene, closed_and_consistent, face_components, face_normals, mesh_volume, sample_surface
 
 
+POSES = ("skin_side_free", "as_worn")
+OUTPUTS = ("cover", "mould", "both")
+
+# PrusaSlicer 2.5 filament values per material for the Neptune 4 Pro (direct drive, 0.4 mm nozzle, Klipper).
+# `settings` become PrinterSettings fields (a config value overrides them); `slicer` go straight into the
+# .ini. PLA keeps exactly what its profile has always sliced with (PrusaSlicer's defaults for retraction and
+# cooling), so the default G-code is unchanged. PETG: hotter, slower, little fan (layer bonding), a short
+# retraction with a small z-hop against stringing. TPU 95A: slow and volume-limited (a flexible filament
+# buckles when pushed hard), little retraction (a long one stretches and jams it), cooling on.
+MATERIALS = {
+    "pla": {
+        "settings": {"filament_type": "PLA", "filament_density_g_cm3": 1.24, "nozzle_temperature_c": 210,
+                     "bed_temperature_c": 60, "print_speed_mm_s": 120.0},
+        "slicer": {"first_layer_speed": 30, "max_volumetric_speed": 0, "retract_length": 2, "retract_speed": 40,
+                   "retract_lift": 0, "cooling": 1, "fan_always_on": 0, "min_fan_speed": 35, "max_fan_speed": 100,
+                   "bridge_fan_speed": 100, "disable_fan_first_layers": 3},
+    },
+    "petg": {
+        "settings": {"filament_type": "PETG", "filament_density_g_cm3": 1.27, "nozzle_temperature_c": 240,
+                     "bed_temperature_c": 80, "print_speed_mm_s": 80.0},
+        "slicer": {"first_layer_speed": 25, "max_volumetric_speed": 10, "retract_length": 1, "retract_speed": 30,
+                   "retract_lift": 0.2, "cooling": 1, "fan_always_on": 1, "min_fan_speed": 30, "max_fan_speed": 50,
+                   "bridge_fan_speed": 100, "disable_fan_first_layers": 3},
+    },
+    "tpu95a": {
+        "settings": {"filament_type": "FLEX", "filament_density_g_cm3": 1.21, "nozzle_temperature_c": 225,
+                     "bed_temperature_c": 50, "print_speed_mm_s": 25.0},
+        "slicer": {"first_layer_speed": 15, "max_volumetric_speed": 3.5, "retract_length": 0.5, "retract_speed": 20,
+                   "retract_lift": 0, "cooling": 1, "fan_always_on": 1, "min_fan_speed": 50, "max_fan_speed": 100,
+                   "bridge_fan_speed": 100, "disable_fan_first_layers": 3},
+    },
+}
+
+
 @dataclass(frozen=True)
 class PrinterSettings:
+    """The printer and the material (mm, °C, mm/s). Values left at None come from `material`'s profile."""
     bed_x_mm: float = 225.0
     bed_y_mm: float = 225.0
     max_height_mm: float = 265.0
     skirt_margin_mm: float = 10.0
     nozzle_diameter_mm: float = 0.4
     filament_diameter_mm: float = 1.75
-    filament_type: str = "PLA"
-    filament_density_g_cm3: float = 1.24
-    nozzle_temperature_c: int = 210
-    bed_temperature_c: int = 60
-    print_speed_mm_s: float = 120.0
+    material: str = "pla"  # pla | petg | tpu95a (MATERIALS)
+    filament_type: str | None = None
+    filament_density_g_cm3: float | None = None
+    nozzle_temperature_c: int | None = None
+    bed_temperature_c: int | None = None
+    print_speed_mm_s: float | None = None
     travel_speed_mm_s: float = 200.0
     layer_height_mm: float = 0.2
     perimeters: int = 2
     fill_density_percent: int = 20
     support_material: bool = True
+    pose: str = "skin_side_free"  # skin_side_free: least support on the skin side | as_worn: as it sits on the face
+    output: str = "cover"  # cover | mould (a two-part mould to cast it in silicone) | both: what is sliced
+
+    def __post_init__(self):
+        if self.pose not in POSES:
+            raise FacecoverError(f"printer.pose: '{self.pose}' is not one of {', '.join(POSES)}")
+        if self.output not in OUTPUTS:
+            raise FacecoverError(f"printer.output: '{self.output}' is not one of {', '.join(OUTPUTS)}")
+        if self.material not in MATERIALS:
+            raise FacecoverError(f"printer.material: '{self.material}' is not one of {', '.join(MATERIALS)}")
+        for key, value in MATERIALS[self.material]["settings"].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
 
 def place_on_bed(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSettings) -> np.ndarray:
@@ -113,7 +165,7 @@ def check_printable(vertices: np.ndarray, faces: np.ndarray, printer: PrinterSet
 
 
 def slicer_profile(printer: PrinterSettings) -> str:
-    """PrusaSlicer 2.5 .ini for the printer and material."""
+    """PrusaSlicer 2.5 .ini for the printer and material (MATERIALS)."""
     p = printer
     speed = p.print_speed_mm_s
     values = {
@@ -137,7 +189,6 @@ def slicer_profile(printer: PrinterSettings) -> str:
         "solid_infill_speed": speed,
         "top_solid_infill_speed": speed,
         "support_material_speed": speed,
-        "first_layer_speed": min(speed, 30),
         "travel_speed": p.travel_speed_mm_s,
         "support_material": int(p.support_material),
         "skirts": 1,
@@ -148,7 +199,12 @@ def slicer_profile(printer: PrinterSettings) -> str:
         "start_gcode": f"G28\\nM190 S{p.bed_temperature_c}\\nM109 S{p.nozzle_temperature_c}\\nG92 E0",
         "end_gcode": "M104 S0\\nM140 S0\\nG28 X\\nM84",
     }
-    lines = ["# facecover PrusaSlicer 2.5 profile: Elegoo Neptune 4 Pro (Klipper; Marlin-flavoured G-code), PLA"]
+    if p.pose == "skin_side_free":  # supports from the bed only: none may stand on the part's (skin) side
+        values["support_material_buildplate_only"] = 1
+    values.update(MATERIALS[p.material]["slicer"])
+    values["first_layer_speed"] = min(speed, values["first_layer_speed"])
+    lines = ["# facecover PrusaSlicer 2.5 profile: Elegoo Neptune 4 Pro (Klipper; Marlin-flavoured G-code), "
+             f"{p.material}"]
     lines += [f"{k} = {v}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 

@@ -55,21 +55,29 @@ def registration_table(reports: list[str | Path]) -> Rows:
 
 
 def covers_table(reports: list[str | Path]) -> Rows:
-    """One row per printed cover: parts, volume (mm³), size (mm), print time and filament from the G-code."""
+    """One row per printed cover: parts, volume (mm³), size (mm), material, print time and filament from the
+    G-code, the pose and the support contact on each side (mm², measured from the G-code or estimated)."""
     rows = []
     for path in reports:
         r = json.loads(Path(path).read_text())
         cover = r["cover"]
         size = cover["checks"]["size_mm"]
         gcode = r.get("gcode", {})
+        contact = r.get("support_contact", {})
         rows.append({
             "subject": Path(path).stem,
             "parts": len(cover["checks"]["part_volumes_mm3"]),
             "volume_mm3": cover["volume_mm3"],
             "size_x_mm": size[0], "size_y_mm": size[1], "size_z_mm": size[2],
             "wall_p5_mm": cover["checks"]["wall_thickness_p5_mm"],
+            "material": r.get("printer", {}).get("material", "pla"),
             "print_time": gcode.get("print_time", ""),
             "filament_g": gcode.get("filament_g", np.nan),
+            "pose": cover.get("pose", {}).get("pose", "as_worn"),
+            "support_skin_side_mm2": contact.get("skin_side_mm2", np.nan),
+            "support_outer_side_mm2": contact.get("outer_side_mm2", np.nan),
+            "support_rim_mm2": contact.get("rim_mm2", np.nan),
+            "support_contact": contact.get("source", "").split(":")[0],
         })
     return rounded(rows, 3)
 
@@ -295,3 +303,39 @@ def stage_figure(stages: pd.DataFrame, out) -> None:
     right.set_xlabel("peak memory, max RSS (MB)")
     right.legend(fontsize=7)
     _save_png(fig, out)
+
+
+def gap_figure(image: np.ndarray, gap_mm: np.ndarray, vmax_mm: float, out, title: str = "") -> None:
+    """The gap map: a render of the face coloured by the gap under the cover (`image` (H, W, 3) uint8, drawn
+    with `gap_colors`), its colour bar, and the histogram of the gap (mm) over the footprint's vertices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.cm as cm
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6), dpi=120)
+    left.imshow(image)
+    left.set_axis_off()
+    left.set_title(title or "gap from the cover's skin side to the skin")
+    fig.colorbar(cm.ScalarMappable(Normalize(0, vmax_mm), "viridis"), ax=left, label="gap (mm)", shrink=0.8)
+    values = gap_mm[np.isfinite(gap_mm)]
+    right.hist(values, bins=40, range=(0, max(vmax_mm, 1e-3)), color="tab:blue")
+    right.set_xlabel("gap (mm)")
+    right.set_ylabel("skin vertices under the cover")
+    if len(values):
+        right.set_title(f"median {np.median(values):.2f} mm, 95th percentile {np.percentile(values, 95):.2f} mm")
+    _save_png(fig, out)
+
+
+def gap_colors(gap_mm: np.ndarray, faces: np.ndarray, vmax_mm: float) -> np.ndarray:
+    """Face colours (m, 3) in [0, 1]: viridis of the faces' mean gap where all its vertices are under the
+    cover, light grey elsewhere."""
+    import matplotlib
+
+    per_face = gap_mm[faces].mean(axis=1)
+    colors = np.tile([0.85, 0.85, 0.85], (len(faces), 1))
+    under = np.isfinite(per_face)
+    colors[under] = matplotlib.colormaps["viridis"](np.clip(per_face[under] / max(vmax_mm, 1e-3), 0, 1))[:, :3]
+    return colors

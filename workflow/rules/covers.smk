@@ -9,6 +9,17 @@ GCODE = config["printer"].get("gcode", "auto") == "always" or (
     config["printer"].get("gcode", "auto") == "auto" and shutil.which("prusa-slicer") is not None
 )
 REF = "results/covers_reference"
+# printer.output: cover | mould | both — the mould (a two-part silicone mould around the cover) is made and
+# sliced for mould and both; the cover's G-code for cover and both
+OUTPUT = config["printer"].get("output", "cover")
+COVER_GCODE = GCODE and OUTPUT != "mould"
+MOULD = OUTPUT != "cover"
+
+
+def mould_args(wildcards, output):
+    if not MOULD:
+        return ""
+    return f"--out-mould-stl {output.mould}" + (f" --out-mould-gcode {output.mould_gcode}" if GCODE else "")
 
 
 rule watertight:
@@ -62,16 +73,20 @@ rule print:
         face="results/prints/{subject}_face.stl",
         ini="results/prints/{subject}.ini",
         report="results/prints/{subject}.json",
-        gcode=["results/prints/{subject}.gcode"] if GCODE else [],
+        gcode=["results/prints/{subject}.gcode"] if COVER_GCODE else [],
+        mould=["results/prints/{subject}_mould.stl"] if MOULD else [],
+        mould_gcode=["results/prints/{subject}_mould.gcode"] if MOULD and GCODE else [],
     input:
         filling="results/fillings/{subject}.ply",
+        sides="results/fillings/{subject}_footprint.npz",
         injured=injured_mesh,
         about="results/reconstructions/{subject}.json",
-        code=code("printing", "watertight"),
+        code=code("printing", "orientation", "mould", "watertight"),
     params:
         printer=settings_json("printer", "gcode"),
         thickness=config["filling"].get("min_thickness_mm", 1.0),
-        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if GCODE else "",
+        gcode=lambda wildcards, output: f"--out-gcode {output.gcode}" if COVER_GCODE else "",
+        mould=mould_args,
         about=about_arg,
     conda:
         "../../envs/covers.yaml"
@@ -80,9 +95,10 @@ rule print:
     log:
         "results/logs/print/{subject}.log",
     shell:
-        "facecover print --filling {input.filling} --injured {input.injured} --printer {params.printer:q}"
+        "facecover print --filling {input.filling} --sides {input.sides} --injured {input.injured}"
+        " --printer {params.printer:q}"
         " --min-thickness-mm {params.thickness} {params.about} --out-stl {output.stl} --out-face-stl {output.face}"
-        " --out-ini {output.ini} --out-json {output.report} {params.gcode} 2> {log}"
+        " --out-ini {output.ini} --out-json {output.report} {params.gcode} {params.mould} 2> {log}"
 
 
 rule preview:
@@ -101,8 +117,16 @@ rule preview:
             subcategory="from the reconstruction",
             labels={"subject": "{subject}", "view": "3D (rotate, zoom)"},
         ),
+        gap=report(
+            "results/report/covers/{subject}_gap.png",
+            caption="../report/gap.rst",
+            category="Covers",
+            subcategory="from the reconstruction",
+            labels={"subject": "{subject}", "view": "gap map"},
+        ),
     input:
         filling="results/fillings/{subject}.ply",
+        sides="results/fillings/{subject}_footprint.npz",
         injured=injured_mesh,
     conda:
         "../../envs/covers.yaml"
@@ -112,7 +136,7 @@ rule preview:
         "results/logs/preview/{subject}.log",
     shell:
         "facecover preview --injured {input.injured} --filling {input.filling} --title {wildcards.subject}"
-        " --out {output.still} --out-html {output.interactive} 2> {log}"
+        " --sides {input.sides} --out {output.still} --out-html {output.interactive} --out-gap {output.gap} 2> {log}"
 
 
 use rule watertight as reference_watertight with:
@@ -149,11 +173,14 @@ use rule print as reference_print with:
         face=f"{REF}/prints/{{subject}}_face.stl",
         ini=f"{REF}/prints/{{subject}}.ini",
         report=f"{REF}/prints/{{subject}}.json",
-        gcode=[f"{REF}/prints/{{subject}}.gcode"] if GCODE else [],
+        gcode=[f"{REF}/prints/{{subject}}.gcode"] if COVER_GCODE else [],
+        mould=[f"{REF}/prints/{{subject}}_mould.stl"] if MOULD else [],
+        mould_gcode=[f"{REF}/prints/{{subject}}_mould.gcode"] if MOULD and GCODE else [],
     input:
         filling=f"{REF}/fillings/{{subject}}.ply",
+        sides=f"{REF}/fillings/{{subject}}_footprint.npz",
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
-        code=code("printing", "watertight"),
+        code=code("printing", "orientation", "mould", "watertight"),
     benchmark:
         "results/benchmarks/reference_print/{subject}.tsv"
     log:

@@ -1,0 +1,163 @@
+"""A two-part printable mould to cast a cover in silicone (mm, mm³).
+
+`cover_mould(vertices, faces)` takes the cover as worn (canonical pose: the face looks along +z, the skin
+side down) and builds, with exact booleans (manifold3d):
+
+- a block around the cover, `wall_mm` beyond it on every side;
+- the **parting surface**: in every vertical line, the cover's lowest point — the skin side, and under
+  the rounded rim its lower quarter circle — so the parting line runs along the cover's rim; beyond the
+  rim, the heights of the nearest rim points (inverse-distance weighted). Sampled on a grid of about
+  `grid_mm` and warped into the block's top, so the **lower half** is the block below it (the skin
+  side's positive, a copy of the injured skin) and the **upper half** the rest (the outer side's
+  negative); the cover is subtracted from both, so the cavity is the cover itself. Every vertical line
+  meets the cavity in one stretch that starts on the parting surface: the halves part straight up.
+- **registration keys**: a half sphere on the lower half's parting surface at each corner, a socket
+  `key_clearance_mm` larger in the upper half;
+- a **sprue** (a vertical channel from the top of the upper half to the cavity's highest point) and
+  **vents** (thin channels from the cavity's outermost points in ±x, ±y), through the upper half.
+
+The silicone needed is the cavity plus the channels' volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import FacecoverError
+from .meshtools import RayScene, face_normals
+
+
+@dataclass(frozen=True)
+class MouldSettings:
+    wall_mm: float = 8.0  # block beyond the cover on every side (room for the keys)
+    grid_mm: float = 0.5  # spacing of the parting surface's samples
+    key_radius_mm: float = 2.5
+    key_clearance_mm: float = 0.2
+    sprue_radius_mm: float = 2.0
+    vent_radius_mm: float = 0.75
+
+
+def _manifold(vertices: np.ndarray, faces: np.ndarray):
+    from manifold3d import Manifold, Mesh
+
+    solid = Manifold(Mesh(vert_properties=np.ascontiguousarray(vertices, np.float32),
+                          tri_verts=np.ascontiguousarray(faces, np.uint32)))
+    if solid.status().name != "NoError" or solid.is_empty():
+        raise FacecoverError(f"mould: the cover is not a closed manifold solid ({solid.status().name})")
+    return solid
+
+
+def _arrays(solid) -> tuple[np.ndarray, np.ndarray]:
+    mesh = solid.to_mesh()
+    return np.asarray(mesh.vert_properties, np.float64)[:, :3], np.asarray(mesh.tri_verts, np.int64)
+
+
+def parting_heights(vertices: np.ndarray, faces: np.ndarray, xy: np.ndarray, neighbours: int = 8) -> np.ndarray:
+    """Height (k,) of the parting surface at points xy (k, 2): the cover's lowest point in that vertical
+    line, and outside the cover the inverse-distance-weighted height of the nearest points that have one."""
+    from scipy.spatial import cKDTree
+
+    below = vertices[:, 2].min() - 1.0
+    hit = RayScene(vertices, faces).cast(np.c_[xy, np.full(len(xy), below)], np.tile([0.0, 0.0, 1.0], (len(xy), 1)))
+    z = below + hit["t_hit"].astype(np.float64)
+    inside = np.isfinite(z)
+    if not inside.any():
+        raise FacecoverError("mould: the parting surface's grid misses the cover")
+    if (~inside).any():
+        tree = cKDTree(xy[inside])
+        dist, idx = tree.query(xy[~inside], k=min(neighbours, int(inside.sum())))
+        dist, idx = np.atleast_2d(dist).reshape(len(dist), -1), np.atleast_2d(idx).reshape(len(dist), -1)
+        w = 1.0 / np.maximum(dist, 1e-6) ** 2
+        z[~inside] = (w * z[inside][idx]).sum(axis=1) / w.sum(axis=1)
+    return z
+
+
+def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings = MouldSettings()) -> dict:
+    """The mould's lower and upper halves ((vertices, faces) each, in the cover's frame) and a report:
+    cavity volume (block minus the two plain halves, before keys and channels), silicone estimate (mm³ and
+    ml), where the sprue and vents are."""
+    from manifold3d import Manifold
+
+    cover = _manifold(vertices, faces)
+    s = settings
+    lo, hi = vertices.min(axis=0) - s.wall_mm, vertices.max(axis=0) + s.wall_mm
+    size = hi - lo
+    n = int(np.ceil(size[:2].max() / s.grid_mm))
+    block = Manifold.cube(tuple(size)).translate(tuple(lo))
+    bottom = Manifold.cube(tuple(size)).refine(n).translate(tuple(lo))
+
+    from scipy.interpolate import RegularGridInterpolator
+
+    gx, gy = np.linspace(lo[0], hi[0], n + 1), np.linspace(lo[1], hi[1], n + 1)  # the refined box's vertices
+    GX, GY = np.meshgrid(gx, gy, indexing="ij")
+    grid_z = parting_heights(vertices, faces, np.c_[GX.ravel(), GY.ravel()]).reshape(GX.shape)
+    parting = RegularGridInterpolator((gx, gy), grid_z)
+
+    def to_parting(points: np.ndarray) -> np.ndarray:  # the refined box's top onto the parting surface
+        z = parting(np.clip(points[:, :2], lo[:2], hi[:2]))
+        frac = (points[:, 2] - lo[2]) / size[2]
+        return np.c_[points[:, :2], lo[2] + frac * (z - lo[2])]
+
+    lower_plain = bottom.warp_batch(to_parting)
+    upper_plain = block - lower_plain
+    lower, upper = lower_plain - cover, upper_plain - cover
+    cavity = block.volume() - lower.volume() - upper.volume()
+
+    # registration keys at the corners, on the parting surface
+    inset = s.wall_mm / 2
+    corners = np.array([[lo[0] + inset, lo[1] + inset], [hi[0] - inset, lo[1] + inset],
+                        [hi[0] - inset, hi[1] - inset], [lo[0] + inset, hi[1] - inset]])
+    corner_z = parting(corners)
+    for (x, y), z in zip(corners, corner_z):
+        lower = lower + Manifold.sphere(s.key_radius_mm, 32).translate((x, y, z))
+        upper = upper - Manifold.sphere(s.key_radius_mm + s.key_clearance_mm, 32).translate((x, y, z))
+
+    # sprue at the cavity's highest point, vents at its outermost points, straight up through the upper half
+    outer = face_normals(vertices, faces)[:, 2] > 0.3
+    top_points = vertices[np.unique(faces[outer])] if outer.any() else vertices
+    sprue = top_points[np.argmax(top_points[:, 2])]
+    vents = [top_points[np.argmin(top_points[:, 0])], top_points[np.argmax(top_points[:, 0])],
+             top_points[np.argmin(top_points[:, 1])], top_points[np.argmax(top_points[:, 1])]]
+    channels = []
+    for point, radius in [(sprue, s.sprue_radius_mm)] + [(v, s.vent_radius_mm) for v in vents]:
+        start = point[2] - 0.5  # into the cavity
+        channel = Manifold.cylinder(hi[2] + 1.0 - start, radius, radius, 24).translate((point[0], point[1], start))
+        channels.append(channel)
+        upper = upper - channel
+    channel_volume = float(sum((c ^ (upper_plain - cover)).volume() for c in channels))
+    dropped = 0.0
+    halves = {}
+    for name, half in (("lower", lower), ("upper", upper)):
+        if half.status().name != "NoError" or half.is_empty():
+            raise FacecoverError(f"mould: the {name} half is not a valid solid ({half.status().name})")
+        # slivers where the sampled parting surface cuts a corner of the cover's rim: keep the half itself
+        pieces = sorted(half.decompose(), key=lambda piece: -piece.volume())
+        dropped += float(sum(piece.volume() for piece in pieces[1:]))
+        halves[name] = pieces[0]
+    lower, upper = halves["lower"], halves["upper"]
+    report = {
+        "block_mm": size.round(2).tolist(),
+        "cavity_volume_mm3": float(cavity),
+        "cover_volume_mm3": float(cover.volume()),
+        "channels_volume_mm3": channel_volume,
+        "slivers_dropped_mm3": dropped,
+        "silicone_mm3": float(cavity + channel_volume),
+        "silicone_ml": round(float(cavity + channel_volume) / 1000.0, 2),
+        "sprue_mm": np.round(sprue, 2).tolist(),
+        "vents_mm": [np.round(v, 2).tolist() for v in vents],
+        "keys_mm": np.round(np.c_[corners, corner_z], 2).tolist(),
+        "settings": settings.__dict__,
+    }
+    return {"lower": _arrays(lower), "upper": _arrays(upper), "report": report}
+
+
+def mould_print_layout(halves: dict, gap_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Both halves in one mesh as they print: the lower half on its flat bottom, the upper half turned
+    over onto its flat top, side by side along x, `gap_mm` apart."""
+    lv, lf = halves["lower"]
+    uv, uf = halves["upper"]
+    uv = uv * [1.0, -1.0, -1.0]  # half a turn about x: the flat top down (winding kept)
+    uv = uv + [lv[:, 0].max() + gap_mm - uv[:, 0].min(), lv[:, 1].mean() - uv[:, 1].mean(), 0.0]
+    return np.r_[lv, uv], np.r_[lf, uf + len(lv)]
