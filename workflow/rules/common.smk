@@ -61,7 +61,7 @@ def patient_file(folder, stem, suffixes):
     found = optional_patient_file(folder, stem, suffixes)
     if found is None:
         raise WorkflowError(f"{folder}: no {stem} ({', '.join(f'{stem}{s}' for s in suffixes)}); a patient folder holds "
-                            "scan.(ply|obj|stl|off) and photo.(png|jpg), optionally wound.(ply|npz)")
+                            "scan.(ply|obj|stl|off) and photo.(png|jpg), optionally wound.(ply|npz|json)")
     return found
 
 
@@ -200,7 +200,7 @@ def infer_inputs(wildcards):
         found = {"photo": patient_file(folder, "photo", PHOTO_SUFFIXES), "encoder": "results/encoder/arcface.onnx",
                  "injured": f"results/registered/{wildcards.subject}.ply",
                  "registration": f"results/registered/{wildcards.subject}.json"}
-        wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz"))
+        wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz", ".json"))
         return common | found | ({"wound": wound} if wound else {})
     return common | {"embeddings": f"results/embeddings/{wildcards.subject}.npz", "injured": injured_mesh(wildcards),
                      "split": "results/splits.csv"}
