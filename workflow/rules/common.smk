@@ -240,7 +240,7 @@ def all_benchmarks():
     files += expand("results/benchmarks/embed/{renders}.tsv", renders=SUBJECTS + ["pool"])
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["infer", "watertight", "filling", "print",
                                                                      "preview"], subject=printed)
-    files += expand("results/benchmarks/ingest/{subject}.tsv", subject=list(PATIENTS))
+    files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["ingest", "mark"], subject=list(PATIENTS))
     if SYNTHETIC:  # test subjects' covers come from injured raw scans; false wounds from their uninjured scans
         files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["injured_scan", "ingest_injured",
                                                                          "infer_uninjured"], subject=TEST_SUBJECTS)
