@@ -226,7 +226,7 @@ window.marking = {camera: () => { const c = camera(); return {yaw: yaw, pitch: p
                   center: DATA.center, radius: DATA.radius}; }, pick: pick, area: () => area, undo: undo, save: save};
 info.textContent = DATA.caption;
 showArea(); reset();
-document.body.dataset.ready = "1";
+requestAnimationFrame(() => { gl.finish(); document.body.dataset.ready = "1"; });  // the first frame is drawn
 </script></body></html>
 """
 
