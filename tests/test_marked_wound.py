@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facecover import FacecoverError
-from facecover.marked_wound import MarkError, skin_departure_mm, wound_from_mark_file, wound_from_marks
+from facecover.marked_wound import MarkedWound, MarkError, snapped_edge, wound_from_mark_file, wound_from_marks
 
 DEPTH_MM, RADIUS_MM = 3.0, 10.0
 
@@ -68,7 +68,7 @@ def test_snapping_moves_a_rough_edge_onto_the_true_edge(dented, offset_mm, radiu
     T = pose()
     rough = disc(vertices, offset_mm, radius_mm)
     painted = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T)
-    snapped = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T, residual_mm=depth)
+    snapped = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T, residual_mm=depth, keep_fraction=1.0)
     assert iou(painted, truth) < 0.85
     assert iou(snapped, truth) >= 0.95
 
@@ -81,23 +81,16 @@ def test_snapping_moves_the_edge_at_most_snap_mm(dented):
     for radius, move in ((r_true + 6, -3.0), (r_true - 6, 3.0)):
         rough = disc(vertices, (0, 0), radius)
         expected = np.hypot(*vertices[rough][:, :2].T).max() + move
-        snapped = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T, residual_mm=depth, snap_mm=3.0)
+        snapped = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T, residual_mm=depth, snap_mm=3.0,
+                                   keep_fraction=1.0)
         edge = np.hypot(*vertices[snapped][:, :2].T).max()
         assert abs(edge - expected) <= 1.0, (radius, edge, expected)
 
 
-def test_skin_departure_finds_the_dent(dented):
-    """The decoder-free residual (the skin's departure from its smooth continuation over the mark) is the
-    dent's depth within a fraction of a mm, and snaps a rough mark like the true residual."""
+def test_snapped_edge_keeps_the_mark_without_a_band(dented):
     vertices, truth, depth = dented
-    region = disc(vertices, (0, 0), 16.0)
-    departure = skin_departure_mm(vertices, region)
-    assert np.abs(departure - depth)[region].max() < 0.3
-    T = pose()
-    rough = disc(vertices, (1.5, 0), 11.5)
-    snapped = wound_from_marks(to_scan(vertices[rough], T), 2.0, vertices, T, residual_mm=departure,
-                               threshold_mm=0.1)
-    assert iou(snapped, truth) >= 0.9
+    assert np.array_equal(snapped_edge(truth, depth, vertices, snap_mm=0.0), truth)
+    assert not snapped_edge(np.zeros(len(truth), bool), depth, vertices).any()
 
 
 def test_bad_marks_say_why(dented):
@@ -124,7 +117,7 @@ def write_mark(folder, T, points, radius=2.0, registration_scale=1.0, **extra):
 
 
 def test_the_json_branch_of_infer(tmp_path, dented):
-    """`facecover infer --wound wound.json` takes the mark, snapped to the dent."""
+    """`facecover infer --wound wound.json` takes the mark, as a hand mark the fit may snap by 3 mm."""
     from facecover.commands.infer import _given_wound
 
     vertices, truth, _ = dented
@@ -132,9 +125,9 @@ def test_the_json_branch_of_infer(tmp_path, dented):
     rough = disc(vertices, (1.5, -1.0), 11.0)
     mark, report = write_mark(tmp_path, T, to_scan(vertices[rough], T))
     wound = _given_wound(str(mark), str(report), vertices)
+    assert isinstance(wound, MarkedWound) and wound.snap_mm == 3.0
     assert wound.shape == (len(vertices),) and wound.dtype == bool
-    assert iou(wound, truth) >= 0.9
-    assert iou(wound, truth) > iou(rough, truth)
+    assert iou(wound, rough) >= 0.97
 
 
 @pytest.mark.parametrize("content,message", [
@@ -172,3 +165,43 @@ def test_a_mark_on_a_differently_scaled_scan_is_refused(tmp_path, dented):
     mark, report = write_mark(tmp_path, np.eye(4), vertices[truth], scale_to_mm=10.0)
     with pytest.raises(FacecoverError, match="another scan"):
         wound_from_mark_file(mark, report, vertices)
+
+
+def test_rough_marks_around_dents_give_the_wound_and_the_same_healthy_face(tmp_path, space, model):
+    """Round dents (2-4 mm deep) on a face with real anatomy, each marked roughly on its denser, posed scan
+    — the true wound grown or shrunk by 1.5-2 mm: the wound the fit takes from the mark (edge snapped by
+    at most 3 mm) has IoU ≥ 0.85 with the true wound on average (never less than the rough mark's, less a
+    vertex's worth), and for marks drawn around the dent the healthy face fitted with it is as close to the
+    truth inside the wound as with the true mask (± 0.1 mm)."""
+    from facecover.cohort import person_rng, person_vertices
+    from facecover.learn.infer import fit_healthy_face, grown, mesh_operators
+    from facecover.meshtools import subdivide
+    from facecover.scars import ScarSettings, one_scar, prepare_face
+
+    decoder, noise = model
+    healthy = person_vertices(space, person_rng(4, "cohort", "subject98"), with_detail=True)
+    prepared = prepare_face(healthy, space["faces"], space["regions"])
+    settings = ScarSettings(depth_mm=(2.0, 4.0))
+    T = pose(0.5, (-40.0, 10.0, 520.0))
+    ious = []
+    for region, seed, change_mm in [("cheek_right", 3, 2.0), ("forehead", 5, -2.0), ("nose", 8, 2.0),
+                                    ("chin", 13, -1.5), ("cheek_left", 21, 2.0), ("forehead", 22, 2.0),
+                                    ("nose", 23, -2.0)]:
+        h, _ = one_scar(prepared, "round", region, np.random.default_rng(seed), settings)
+        injured = healthy - np.abs(h)[:, None] * prepared.normals
+        truth = np.abs(h) > settings.mask_threshold_mm
+        graph = mesh_operators(injured, space["faces"])["graph"]
+        rough = grown(truth, graph, change_mm) if change_mm > 0 else ~grown(~truth, graph, -change_mm)
+        scan_v, _, carried = subdivide(injured, space["faces"], rough.astype(float))  # the scan: ~1.2 mm spacing
+        folder = tmp_path / f"{region}{seed}"
+        folder.mkdir()
+        mark, report = write_mark(folder, T, to_scan(scan_v[carried[:, 0] > 0.5], T), radius=3.0)
+        marked = wound_from_mark_file(mark, report, injured)
+        fits = [fit_healthy_face(decoder, injured, space["faces"], None, noise, wound=w) for w in (marked, truth)]
+        ious.append(iou(fits[0]["wound"], truth))
+        assert ious[-1] >= iou(rough, truth) - 1.0 / truth.sum(), (region, seed, iou(rough, truth), ious[-1])
+        errors = [np.linalg.norm(fit["healthy"] - healthy, axis=1)[truth].mean() for fit in fits]
+        if change_mm > 0:  # drawn around the dent (a mark inside it leaves its rim to the skin: not restored)
+            assert abs(errors[0] - errors[1]) <= 0.1, (region, seed, errors)
+        assert np.array_equal(fits[1]["wound"], truth)  # a plain mask is used as is
+    assert np.mean(ious) >= 0.85, np.round(ious, 2)

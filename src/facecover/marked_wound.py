@@ -4,9 +4,10 @@ registered template vertices (canonical frame, mm).
 The marking page (`facecover mark`, `mark.py`) saves the scan vertices under the brush, in the scan's own
 coordinates and units (`points_mm`; × `scale_to_mm` gives mm, 1 for a scan in mm), with the brush radius in
 mm. Here they are carried into the canonical frame with the ingest report's `scan_to_canonical`, the
-registered vertices among them are marked, and the mark's edge is snapped to where the skin departs from the
-healthy face: it moves by at most `snap_mm` (default 3 mm) inwards or outwards, so a rough brush gives a
-clean edge but a deliberate mark is never moved further than that.
+registered vertices among them are marked, and the fit (`learn.infer.fit_healthy_face`, given a
+`MarkedWound`) snaps the mark's edge to where the skin departs from the fitted face: it moves by at most
+`snap_mm` (default 3 mm) inwards or outwards, so a rough brush gives a clean edge but a deliberate mark is
+never moved further than that.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
@@ -61,17 +61,17 @@ def check_marks(points_scan: np.ndarray, registered_vertices: np.ndarray, scan_t
 
 def wound_from_marks(points_scan_mm: np.ndarray, brush_radius_mm: float, registered_vertices: np.ndarray,
                      scan_to_canonical: np.ndarray, scale_to_mm: float = 1.0, residual_mm: np.ndarray | None = None,
-                     snap_mm: float = SNAP_MM, threshold_mm: float | None = None) -> np.ndarray:
+                     snap_mm: float = SNAP_MM, threshold_mm: float | None = None,
+                     keep_fraction: float = 0.1) -> np.ndarray:
     """The wound (N,) bool over the registered vertices (N, 3) (canonical frame, mm) from marked points
     (M, 3) in the scan's own coordinates (× `scale_to_mm` = mm), painted with a brush of `brush_radius_mm`.
 
     A registered vertex is marked when a marked point lies within 0.9 × the marked points' spacing (they
-    are the scan's vertices under the brush; at most the brush radius), or 6 of its 8 nearest neighbours are. With `residual_mm` (N,) — how
-    far the skin departs from the healthy face at each vertex (mm) — the edge is snapped: vertices within
-    `snap_mm` inside the mark's edge stay wound only where the skin departs by more than the threshold, and
-    vertices within `snap_mm` outside join it where it does; so the edge moves at most `snap_mm` (mm) either
-    way. The threshold (mm) is `threshold_mm`, else 3 × the median residual outside the reach of the snap, at
-    least 0.1 mm. Raises MarkError for marks that cannot be used (see `check_marks`)."""
+    are the scan's vertices under the brush; at most the brush radius), or 6 of its 8 nearest neighbours
+    are. With `residual_mm` (N,) — how far the skin departs from the healthy face at each vertex (mm) — the
+    edge is snapped (`snapped_edge`): it grows over departing skin and gives up skin departing by less than
+    `keep_fraction` × the threshold, by at most `snap_mm` (mm) either way. Raises MarkError for marks that
+    cannot be used (see `check_marks`)."""
     face = np.asarray(registered_vertices, np.float64)
     canonical = check_marks(points_scan_mm, face, scan_to_canonical, scale_to_mm)
     brush = float(brush_radius_mm)
@@ -87,9 +87,25 @@ def wound_from_marks(points_scan_mm: np.ndarray, brush_radius_mm: float, registe
     marked |= marked[near[:, 1:]].sum(axis=1) >= 6
     if residual_mm is None or snap_mm <= 0:
         return marked
+    return snapped_edge(marked, residual_mm, face, snap_mm, threshold_mm, keep_fraction)
+
+
+def snapped_edge(marked: np.ndarray, residual_mm: np.ndarray, vertices: np.ndarray, snap_mm: float = SNAP_MM,
+                 threshold_mm: float | None = None, keep_fraction: float = 0.1) -> np.ndarray:
+    """A marked region (N,) bool with its edge moved to where the skin departs from the healthy face
+    (vertices (N, 3) mm, `residual_mm` (N,) the departure): within `snap_mm` outside the edge, the region
+    grows over skin departing by more than the threshold; within `snap_mm` inside, it gives up skin departing
+    by less than `keep_fraction` × the threshold (a mark is trusted more than a faint residual). Both go ring
+    by ring from the edge; farther inside stays wound, farther outside stays healthy — so the edge moves by
+    at most `snap_mm`. The threshold (mm) is `threshold_mm`, else 3 × the median residual farther than
+    2 × `snap_mm` from the mark, at least 0.1 mm."""
+    marked = np.asarray(marked, bool)
+    face = np.asarray(vertices, np.float64)
     residual = np.asarray(residual_mm, np.float64)
     if residual.shape != (len(face),):
         raise ValueError(f"residual_mm has shape {residual.shape}; expected ({len(face)},)")
+    if not marked.any() or snap_mm <= 0:
+        return marked.copy()
     to_mark = cKDTree(face[marked]).query(face)[0]                      # 0 inside the mark
     to_unmarked = (cKDTree(face[~marked]).query(face)[0] if (~marked).any()
                    else np.full(len(face), np.inf))                     # 0 outside the mark
@@ -97,37 +113,39 @@ def wound_from_marks(points_scan_mm: np.ndarray, brush_radius_mm: float, registe
     if threshold_mm is None:
         far = to_mark > 2 * snap_mm
         threshold_mm = max(MIN_DEPARTURE_MM, 3.0 * float(np.median(residual[far])) if far.any() else 0.0)
+    # the edge moves ring by ring (neighbours: within 1.5 × the vertex spacing), so it follows the departing
+    # skin from the mark and never jumps to an unconnected speck in the band
+    tree = cKDTree(face)
+    step = 1.5 * float(np.median(tree.query(face, k=2)[0][:, 1]))
     wound = marked.copy()
-    wound[band] = residual[band] > threshold_mm
+    for joining in (True, False):  # grow where the skin departs; shrink only where it clearly does not
+        candidates = band & ((~marked & (residual > threshold_mm)) if joining
+                             else (marked & (residual < keep_fraction * threshold_mm)))
+        while candidates.any():
+            edge = wound if joining else ~wound
+            ids = np.flatnonzero(candidates)
+            touching = np.isfinite(cKDTree(face[edge]).query(face[ids], distance_upper_bound=step)[0]) \
+                if edge.any() else np.zeros(len(ids), bool)
+            if not touching.any():
+                break
+            wound[ids[touching]] = joining
+            candidates[ids[touching]] = False
     return wound
 
 
-def knn_laplacian(vertices: np.ndarray, neighbours: int = 8) -> sp.csr_matrix:
-    """Uniform graph Laplacian (N, N) of the symmetric k-nearest-neighbour graph of points on a surface."""
-    n = len(vertices)
-    _, idx = cKDTree(vertices).query(vertices, k=neighbours + 1)
-    rows = np.repeat(np.arange(n), neighbours)
-    A = sp.csr_matrix((np.ones(rows.size), (rows, idx[:, 1:].ravel())), shape=(n, n))
-    A = ((A + A.T) > 0).astype(np.float64)
-    return sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A
+class MarkedWound(np.ndarray):
+    """A wound mask (N,) bool marked by hand, whose edge the fit may still snap by up to `snap_mm` (mm) to
+    where the skin departs from the fitted face (`learn.infer.fit_healthy_face`); a plain mask is used as is."""
 
+    snap_mm: float = SNAP_MM
 
-def skin_departure_mm(vertices: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """How far (mm, (N,)) the skin inside `region` (N,) bool departs from the smooth surface continued over
-    it from the skin around it (biharmonic fill on the vertices' k-nearest-neighbour graph); 0 outside.
-    Stands in for the fit's residual where only the registered vertices are at hand."""
-    from .learn.infer import spd_solver
+    def __new__(cls, mask: np.ndarray, snap_mm: float = SNAP_MM):
+        wound = np.asarray(mask, bool).view(cls)
+        wound.snap_mm = float(snap_mm)
+        return wound
 
-    skin = np.asarray(vertices, np.float64)
-    inside, outside = np.flatnonzero(region), np.flatnonzero(~np.asarray(region, bool))
-    departure = np.zeros(len(skin))
-    if len(inside) == 0 or len(outside) == 0:
-        return departure
-    L = knn_laplacian(skin)
-    Q = sp.csr_matrix(L.T @ L)
-    fill = spd_solver(Q[inside][:, inside])(-(Q[inside][:, outside] @ skin[outside]))
-    departure[inside] = np.linalg.norm(skin[inside] - fill, axis=1)
-    return departure
+    def __array_finalize__(self, obj):
+        self.snap_mm = getattr(obj, "snap_mm", SNAP_MM)
 
 
 def read_marks(path: str | Path) -> dict:
@@ -155,10 +173,10 @@ def read_marks(path: str | Path) -> dict:
 
 
 def wound_from_mark_file(path: str | Path, registration_report: str | Path | None,
-                         registered_vertices: np.ndarray, snap_mm: float = SNAP_MM) -> np.ndarray:
-    """The wound (N,) bool over the registered vertices from a `wound.json`, snapped (≤ `snap_mm`) to where
-    the skin departs from its smooth continuation over the mark; one FacecoverError naming the file for
-    bad input."""
+                         registered_vertices: np.ndarray, snap_mm: float = SNAP_MM) -> MarkedWound:
+    """The wound over the registered vertices (N,) from a `wound.json`, as a `MarkedWound`: the fit snaps its
+    edge (by at most `snap_mm`) to where the skin departs from the fitted face. One FacecoverError naming the
+    file for bad input."""
     path = Path(path)
     if not registration_report:
         raise FacecoverError(f"{path}: a wound marked on the scan needs the ingest report (--registration)")
@@ -171,10 +189,6 @@ def wound_from_mark_file(path: str | Path, registration_report: str | Path | Non
     T = np.asarray(report["scan_to_canonical"], np.float64)
     face = np.asarray(registered_vertices, np.float64)
     try:
-        rough = wound_from_marks(marks["points"], marks["brush_radius_mm"], face, T, scale)
-        near = cKDTree(face[rough]).query(face)[0] <= 2 * snap_mm
-        departure = skin_departure_mm(face, near)
-        return wound_from_marks(marks["points"], marks["brush_radius_mm"], face, T, scale, residual_mm=departure,
-                                snap_mm=snap_mm, threshold_mm=MIN_DEPARTURE_MM)
+        return MarkedWound(wound_from_marks(marks["points"], marks["brush_radius_mm"], face, T, scale), snap_mm)
     except MarkError as exc:
         raise FacecoverError(f"{path}: {exc}") from None
