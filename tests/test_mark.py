@@ -219,3 +219,37 @@ def test_paint_a_stroke_in_chromium_and_save(tmp_path):
     area_here = vertex_areas(scan, f)[ids].sum()
     assert mark["area_mm2"] == pytest.approx(shown, rel=0.10)
     assert area_here == pytest.approx(shown, rel=0.10)
+
+
+def test_open_prints_the_path_without_a_display(tmp_path, monkeypatch, capsys):
+    from facecover.cli import main
+    from facecover.files import save_json, save_mesh
+
+    scan, f, T = posed_face(0)
+    save_mesh(tmp_path / "scan.ply", scan, f)
+    save_json(tmp_path / "registered.json", {"scan_to_canonical": T.tolist(), "scale_to_mm": 1.0})
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url))
+    out = tmp_path / "p01.html"
+    assert main(["mark", "--scan", str(tmp_path / "scan.ply"), "--registration", str(tmp_path / "registered.json"),
+                 "--out", str(out), "--open"]) == 0
+    assert capsys.readouterr().out.strip() == str(out.resolve()) and not opened
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert main(["mark", "--scan", str(tmp_path / "scan.ply"), "--registration", str(tmp_path / "registered.json"),
+                 "--out", str(out), "--open"]) == 0
+    assert opened == [out.resolve().as_uri()]
+
+
+def test_mark_names_a_bad_registration_report(tmp_path, capsys):
+    from facecover.cli import main
+    from facecover.files import save_mesh
+
+    scan, f, _ = posed_face(0)
+    save_mesh(tmp_path / "scan.ply", scan, f)
+    (tmp_path / "registered.json").write_text("{}")
+    assert main(["mark", "--scan", str(tmp_path / "scan.ply"), "--registration", str(tmp_path / "registered.json"),
+                 "--out", str(tmp_path / "p.html")]) == 1
+    assert "registered.json: not an ingest report" in capsys.readouterr().err
+    assert not (tmp_path / "p.html").exists()
