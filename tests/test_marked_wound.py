@@ -62,8 +62,8 @@ def test_scale_to_mm_is_applied(dented):
 
 @pytest.mark.parametrize("offset_mm,radius_mm", [((2.0, 0.0), 9.0), ((0.0, 0.0), 11.0), ((0.0, 0.0), 6.5)])
 def test_snapping_moves_a_rough_edge_onto_the_true_edge(dented, offset_mm, radius_mm):
-    """A brush off by up to 2.3 mm (the true edge is at 8.8 mm): without snapping the mark is what was painted; with the residual the edge
-    lands on the true edge (IoU ≥ 0.95)."""
+    """A brush off by up to 2.3 mm (the true edge is at 8.8 mm): without snapping the mark is what was
+    painted; with the residual (and the same threshold both ways) the edge lands on the true edge (IoU ≥ 0.95)."""
     vertices, truth, depth = dented
     T = pose()
     rough = disc(vertices, offset_mm, radius_mm)
