@@ -253,3 +253,51 @@ def test_mark_names_a_bad_registration_report(tmp_path, capsys):
                  "--out", str(tmp_path / "p.html")]) == 1
     assert "registered.json: not an ingest report" in capsys.readouterr().err
     assert not (tmp_path / "p.html").exists()
+
+
+@pytest.mark.slow
+def test_a_large_scan_page_is_small_and_opens_fast(tmp_path):
+    """A 450k-vertex scan (the template subdivided three times, 0.1 mm noise; the issue asks for 300k): the
+    page is ≤ 15 MB, opens (first frame drawn) in ≤ 3 s in headless chromium, and a dab of the brush on the
+    decimated page saves points within 1 mm of the full scan."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.mouse_button import MouseButton
+
+    from facecover.meshtools import vertex_normals
+
+    scan, f, T = posed_face(3)
+    assert len(scan) >= 300_000
+    scan = scan + np.random.default_rng(1).normal(0.0, 0.1, len(scan))[:, None] * vertex_normals(scan, f)  # noise
+    page = tmp_path / "large.html"
+    page.write_text(marking_page_html(scan, f, title="large scan", view_rotation=T[:3, :3]))
+    size_mb = page.stat().st_size / 1e6
+    assert size_mb <= 15.0
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chromium_driver(downloads)
+    try:
+        seconds = open_page(driver, page)
+        camera = driver.execute_script("return window.marking.camera()")
+        x, y = int(camera["width"] * 0.6), int(camera["height"] * 0.45)
+        actions = ActionBuilder(driver)
+        actions.pointer_action.move_to_location(x, y).pointer_down(MouseButton.LEFT).pointer_up(MouseButton.LEFT)
+        actions.perform()
+        driver.find_element("id", "save").click()
+        saved = downloads / "wound.json"
+        for _ in range(100):
+            if saved.exists() and saved.stat().st_size:
+                break
+            time.sleep(0.05)
+        mark = json.loads(saved.read_text())
+    finally:
+        driver.quit()
+    print(f"large scan page: {size_mb:.1f} MB, opened in {seconds:.2f} s")
+    assert seconds <= 3.0
+    points = np.asarray(mark["points_mm"])
+    assert len(points) > 10 and mark["scan_vertices"] == len(scan) and mark["page_vertices"] < len(scan)
+    origins, directions = view_rays(camera, T[:3, :3], np.array([[x, y]], float))
+    hit, scene = cast(scan, f, origins, directions)
+    import open3d as o3d
+
+    assert scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy().max() <= 1.0
+    assert np.linalg.norm(points - hit, axis=1).max() <= mark["brush_radius_mm"] + 1.0
