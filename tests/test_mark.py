@@ -158,7 +158,8 @@ def cast(vertices, faces, origins, directions):
 def test_paint_a_stroke_in_chromium_and_save(tmp_path):
     """Paint a stroke with pointer events on the scan in headless chromium, Save: wound.json's points lie on
     the scan (≤ 1 mm) within the brush radius of the ray hits under the stroke, the stroke is covered, and the
-    area shown matches the file's (and one computed here from its points) within 10 %. Undo takes it back."""
+    area shown matches the file's (and one computed here from its points) within 10 %. Ctrl-Z takes the stroke
+    back; shift + drag erases; the Undo button takes the erasing back."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.mouse_button import MouseButton
@@ -195,6 +196,24 @@ def test_paint_a_stroke_in_chromium_and_save(tmp_path):
         mark = json.loads(saved.read_text())
         ActionChains(driver).key_down("\ue009").send_keys("z").key_up("\ue009").perform()  # Ctrl-Z
         assert driver.execute_script("return window.marking.area()") == pytest.approx(0.0, abs=1e-6)
+        # paint the stroke again, erase its second half with shift + drag, then Undo (the button) the erasing
+        for erase, part in ((False, stroke), (True, stroke[len(stroke) // 2:])):
+            actions = ActionBuilder(driver)
+            if erase:
+                actions.key_action.key_down("\ue008")  # shift
+            actions.pointer_action.move_to_location(int(part[0, 0]), int(part[0, 1])).pointer_down(MouseButton.LEFT)
+            for x, y in part[1:]:
+                actions.pointer_action.move_to_location(int(x), int(y))
+            actions.pointer_action.pointer_up(MouseButton.LEFT)
+            if erase:
+                actions.key_action.key_up("\ue008")
+            actions.perform()
+            if not erase:
+                assert driver.execute_script("return window.marking.area()") == pytest.approx(shown, rel=1e-6)
+        erased = driver.execute_script("return window.marking.area()")
+        assert 0.2 * shown < erased < 0.8 * shown
+        driver.find_element("id", "undo").click()
+        assert driver.execute_script("return window.marking.area()") == pytest.approx(shown, rel=1e-6)
     finally:
         driver.quit()
 
