@@ -13,7 +13,8 @@ downloads `wound.json`:
      "scale_to_mm": s, "page_vertices": m}
 
 `points_mm` are the marked vertices in the scan's own coordinates (its frame and units; × `scale_to_mm`
-gives mm — 1 for a scan in mm, the usual case), so the mark does not depend on the template; put the file
+gives mm — 1 for a scan in mm, the usual case; `units` says "mm" then), so the mark does not depend on the
+template; the brush radius and the area are in mm whatever the scan's units. Put the file
 in the patient's folder (`patients/{id}/wound.json`) and rerun (`marked_wound.py` reads it).
 
 Picking casts the pointer's ray onto the mesh in the page (orthographic view, so a ray is a line along
@@ -188,7 +189,7 @@ function undo() {
 function save() {
   const points = [];
   for (let i = 0; i < nV; i++) if (marked[i]) points.push([+P[3 * i].toFixed(4), +P[3 * i + 1].toFixed(4), +P[3 * i + 2].toFixed(4)]);
-  const out = {units: "mm", frame: "scan", brush_radius_mm: brushMM(), points_mm: points, area_mm2: +area.toFixed(3),
+  const out = {units: SCALE === 1 ? "mm" : "scan units (x scale_to_mm = mm)", frame: "scan", brush_radius_mm: brushMM(), points_mm: points, area_mm2: +area.toFixed(3),
                scan_vertices: DATA.scan_vertices, scan_bbox_mm: DATA.scan_bbox_mm, scale_to_mm: SCALE, page_vertices: nV,
                title: DATA.title};
   const url = URL.createObjectURL(new Blob([JSON.stringify(out)], {type: "application/json"}));
