@@ -16,7 +16,8 @@
    Then `refine_rounds` more fits leave the wound and a band of `exclusion_band_mm` around it out
    entirely, and the wound is found again: its faint edges, which the robust fit half-absorbed, show.
    A given mask replaces the detection; a hand mark (`marked_wound.MarkedWound`) is first left out with a
-   band of its `snap_mm`, and its edge moved (by at most `snap_mm`) to where the offset exceeds the threshold.
+   band of its `snap_mm`, and its edge moved by at most `snap_mm`: over skin whose remaining offset exceeds
+   twice the threshold, off skin below a fifth of it (`marked_wound.snapped_edge`).
 4. The blend: outside the wound the healthy face *is* the skin; inside, the fitted face plus the offset
    between skin and fit carried in from the wound's edge by a biharmonic (thin-plate) interpolation —
    so the healthy surface meets the skin smoothly at the wound's edge.
