@@ -41,6 +41,7 @@ include: "workflow/rules/encoder.smk"
 include: "workflow/rules/learn.smk"
 include: "workflow/rules/covers.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/mark.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -62,6 +63,7 @@ rule all:
         "results/metrics/table.csv",
         expand("results/prints/{subject}.stl", subject=TEST_SUBJECTS + list(PATIENTS)),
         expand("results/report/covers/{subject}.png", subject=TEST_SUBJECTS + list(PATIENTS)),
+        expand("results/mark/{subject}.html", subject=list(PATIENTS)),
         "results/metrics/covers.csv",
         "results/report/learning/heatmap.png",
         "results/report/stages.csv",

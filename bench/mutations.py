@@ -277,8 +277,8 @@ def apply(name: str) -> None:
     elif name == "viewer_float64":
         import facecover.viewer as viewer
 
-        original = viewer._b64
-        viewer._b64 = lambda array, dtype: original(array, "<f8" if dtype == "<f4" else dtype)
+        original = viewer.b64_array
+        viewer.b64_array = lambda array, dtype: original(array, "<f8" if dtype == "<f4" else dtype)
     elif name == "stage_memory_from_mean":
         import facecover.summary as summary
 

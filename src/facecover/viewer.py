@@ -30,8 +30,7 @@ PAGE = """<!DOCTYPE html>
 <script>
 "use strict";
 const DATA = __DATA__;
-function f32(s) { const b = atob(s); const a = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) a[i] = b.charCodeAt(i); return new Float32Array(a.buffer); }
-function u32(s) { const b = atob(s); const a = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) a[i] = b.charCodeAt(i); return new Uint32Array(a.buffer); }
+__WEBGL_JS__
 const canvas = document.getElementById("view");
 const gl = canvas.getContext("webgl2", {antialias: true});
 const info = document.getElementById("info");
@@ -44,11 +43,7 @@ precision highp float; in vec3 vn; uniform vec3 color; out vec4 o;
 void main() { vec3 nn = normalize(vn); if (!gl_FrontFacing) nn = -nn;
   float d = 0.25 + 0.6 * max(dot(nn, normalize(vec3(0.3, 0.4, 1.0))), 0.0) + 0.25 * max(dot(nn, normalize(vec3(-0.6, 0.2, 0.7))), 0.0);
   o = vec4(color * d, 1.0); }`;
-function shader(type, src) { const s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s);
-  if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s)); return s; }
-const prog = gl.createProgram();
-gl.attachShader(prog, shader(gl.VERTEX_SHADER, vs)); gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, fs));
-gl.linkProgram(prog); gl.useProgram(prog);
+const prog = program(gl, vs, fs); gl.useProgram(prog);
 const meshes = DATA.meshes.map(m => {
   const vao = gl.createVertexArray(); gl.bindVertexArray(vao);
   for (const [name, key] of [["p", "positions"], ["n", "normals"]]) {
@@ -61,20 +56,12 @@ const meshes = DATA.meshes.map(m => {
 });
 let yaw = 0, pitch = 0, zoom = 1;
 function reset() { yaw = 0.35; pitch = 0.15; zoom = 1; draw(); }
-function mul(a, b) { const r = new Float32Array(16);
-  for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) { let s = 0; for (let k = 0; k < 4; k++) s += a[k * 4 + j] * b[i * 4 + k]; r[i * 4 + j] = s; } return r; }
 function draw() {
   const w = canvas.clientWidth, h = canvas.clientHeight;
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   gl.viewport(0, 0, w, h); gl.clearColor(0.12, 0.12, 0.13, 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
   gl.enable(gl.DEPTH_TEST);
-  const cy = Math.cos(yaw), sy = Math.sin(yaw), cp = Math.cos(pitch), sp = Math.sin(pitch);
-  const rot = new Float32Array([cy, sp * sy, -cp * sy, 0,  0, cp, sp, 0,  sy, -sp * cy, cp * cy, 0,  0, 0, 0, 1]);
-  const s = zoom / DATA.radius, a = h / w;
-  const proj = new Float32Array([s * Math.min(a, 1), 0, 0, 0,  0, s * Math.min(1 / a, 1), 0, 0,  0, 0, -s / 4, 0,  0, 0, 0, 1]);
-  const c = DATA.center;
-  const shift = new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, -c[0], -c[1], -c[2], 1]);
-  const mvp = mul(proj, mul(rot, shift));
+  const {rot, mvp} = orbitCamera(yaw, pitch, zoom, DATA.center, DATA.radius, w, h);
   gl.uniformMatrix4fv(gl.getUniformLocation(prog, "mvp"), false, mvp);
   gl.uniformMatrix3fv(gl.getUniformLocation(prog, "nm"), false, new Float32Array([rot[0], rot[1], rot[2], rot[4], rot[5], rot[6], rot[8], rot[9], rot[10]]));
   const showFace = document.getElementById("face").checked;
@@ -100,8 +87,44 @@ reset();
 """
 
 
-def _b64(array: np.ndarray, dtype) -> str:
+# What every WebGL page here shares (the cover view, the marking page of `mark.py`): decoding the base64
+# arrays, compiling shaders, and the orbit camera (orthographic; yaw/pitch about the mesh's centre, zoom).
+# The camera maps a point p to clip space as  proj · rot · (p − centre): x, y scaled by zoom / radius (and the
+# aspect), depth along −z, so the viewer looks along −z of the rotated frame; `base` (optional) turns the
+# mesh first (e.g. a scan's own frame to the canonical one, face towards +z).
+WEBGL_JS = """function bytes(s) { const b = atob(s); const a = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) a[i] = b.charCodeAt(i); return a.buffer; }
+function f32(s) { return new Float32Array(bytes(s)); }
+function u32(s) { return new Uint32Array(bytes(s)); }
+function u8(s) { return new Uint8Array(bytes(s)); }
+function program(gl, vs, fs) {
+  function shader(type, src) { const s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s);
+    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s)); return s; }
+  const prog = gl.createProgram();
+  gl.attachShader(prog, shader(gl.VERTEX_SHADER, vs)); gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, fs));
+  gl.linkProgram(prog); return prog; }
+function mul(a, b) { const r = new Float32Array(16);
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) { let s = 0; for (let k = 0; k < 4; k++) s += a[k * 4 + j] * b[i * 4 + k]; r[i * 4 + j] = s; } return r; }
+function orbitCamera(yaw, pitch, zoom, c, radius, w, h, base) {
+  const cy = Math.cos(yaw), sy = Math.sin(yaw), cp = Math.cos(pitch), sp = Math.sin(pitch);
+  let rot = new Float32Array([cy, sp * sy, -cp * sy, 0,  0, cp, sp, 0,  sy, -sp * cy, cp * cy, 0,  0, 0, 0, 1]);
+  if (base) rot = mul(rot, base);  // a rotation (column-major 4×4) turning the mesh to face the viewer first
+  const s = zoom / radius, a = h / w, sx = s * Math.min(a, 1), sy2 = s * Math.min(1 / a, 1);
+  const proj = new Float32Array([sx, 0, 0, 0,  0, sy2, 0, 0,  0, 0, -s / 4, 0,  0, 0, 0, 1]);
+  const shift = new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, -c[0], -c[1], -c[2], 1]);
+  return {rot: rot, mvp: mul(proj, mul(rot, shift)), scaleX: sx, scaleY: sy2}; }"""
+
+
+def b64_array(array: np.ndarray, dtype) -> str:
+    """An array as base64 of its bytes in `dtype` (e.g. "<f4", "<u4"), as the pages' f32/u32 decode it."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+
+def view_frame(vertices: np.ndarray) -> tuple[list, float]:
+    """The orbit camera's centre (bounding-box centre, mm) and radius (5 % beyond the farthest vertex)."""
+    vertices = np.asarray(vertices, np.float64)
+    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    return center.round(3).tolist(), 1.05 * float(np.linalg.norm(vertices - center, axis=1).max())
 
 
 def cover_viewer_html(face_v: np.ndarray, face_f: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray,
@@ -110,10 +133,9 @@ def cover_viewer_html(face_v: np.ndarray, face_f: np.ndarray, cover_v: np.ndarra
     meshes = []
     for name, v, f, color in (("face", face_v, face_f, [0.82, 0.82, 0.84]), ("cover", cover_v, cover_f, [0.95, 0.55, 0.15])):
         v = np.asarray(v, np.float64)
-        meshes.append({"name": name, "color": color, "positions": _b64(v, "<f4"),
-                       "normals": _b64(vertex_normals(v, np.asarray(f)), "<f4"), "indices": _b64(f, "<u4")})
-    face_v = np.asarray(face_v, np.float64)
-    center = (face_v.min(axis=0) + face_v.max(axis=0)) / 2
-    radius = 1.05 * float(np.linalg.norm(face_v - center, axis=1).max())
-    data = {"meshes": meshes, "center": center.round(3).tolist(), "radius": radius, "caption": caption}
-    return PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", json.dumps(data))
+        meshes.append({"name": name, "color": color, "positions": b64_array(v, "<f4"),
+                       "normals": b64_array(vertex_normals(v, np.asarray(f)), "<f4"), "indices": b64_array(f, "<u4")})
+    center, radius = view_frame(face_v)
+    data = {"meshes": meshes, "center": center, "radius": radius, "caption": caption}
+    return (PAGE.replace("__WEBGL_JS__", WEBGL_JS).replace("__TITLE__", html.escape(title))
+            .replace("__DATA__", json.dumps(data)))

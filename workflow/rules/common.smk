@@ -62,7 +62,7 @@ def patient_file(folder, stem, suffixes):
     found = optional_patient_file(folder, stem, suffixes)
     if found is None:
         raise WorkflowError(f"{folder}: no {stem} ({', '.join(f'{stem}{s}' for s in suffixes)}); a patient folder holds "
-                            "scan.(ply|obj|stl|off) and photo.(png|jpg), optionally wound.(ply|npz)")
+                            "scan.(ply|obj|stl|off) and photo.(png|jpg), optionally wound.(ply|npz|json)")
     return found
 
 
@@ -201,7 +201,7 @@ def infer_inputs(wildcards):
         found = {"photo": patient_file(folder, "photo", PHOTO_SUFFIXES), "encoder": "results/encoder/arcface.onnx",
                  "injured": f"results/registered/{wildcards.subject}.ply",
                  "registration": f"results/registered/{wildcards.subject}.json"}
-        wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz"))
+        wound = optional_patient_file(folder, "wound", (*SCAN_SUFFIXES, ".npz", ".json"))
         return common | found | ({"wound": wound} if wound else {})
     return common | {"embeddings": f"results/embeddings/{wildcards.subject}.npz", "injured": injured_mesh(wildcards),
                      "split": "results/splits.csv"}
@@ -241,7 +241,7 @@ def all_benchmarks():
     files += expand("results/benchmarks/embed/{renders}.tsv", renders=SUBJECTS + ["pool"])
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["infer", "watertight", "filling", "print",
                                                                      "preview"], subject=printed)
-    files += expand("results/benchmarks/ingest/{subject}.tsv", subject=list(PATIENTS))
+    files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["ingest", "mark"], subject=list(PATIENTS))
     if SYNTHETIC:  # test subjects' covers come from injured raw scans; false wounds from their uninjured scans
         files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["injured_scan", "ingest_injured",
                                                                          "infer_uninjured"], subject=TEST_SUBJECTS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import FacecoverError
 
-GROUPS = ("data", "scars", "encoder", "learn", "infer", "covers", "report")
+GROUPS = ("data", "scars", "encoder", "learn", "infer", "covers", "report", "mark")
 
 
 def load_space(path: str) -> dict:

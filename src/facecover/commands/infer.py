@@ -45,6 +45,10 @@ def _given_wound(path: str, registration_report: str | None, vertices: np.ndarra
     from ..files import load_npz
 
     p = Path(path)
+    if p.suffix == ".json":  # marked on the scan in the marking page (facecover mark)
+        from ..marked_wound import wound_from_mark_file
+
+        return wound_from_mark_file(p, registration_report, vertices)
     if p.suffix == ".npz":
         wound = load_npz(p).get("wound")
         if wound is None or wound.shape != (len(vertices),):

@@ -15,7 +15,9 @@
    detector); the threshold is `noise_factor` × σ, at least `wound_threshold_mm`. Specks are dropped.
    Then `refine_rounds` more fits leave the wound and a band of `exclusion_band_mm` around it out
    entirely, and the wound is found again: its faint edges, which the robust fit half-absorbed, show.
-   A given mask replaces the detection.
+   A given mask replaces the detection; a hand mark (`marked_wound.MarkedWound`) is first left out with a
+   band of its `snap_mm`, and its edge moved by at most `snap_mm`: over skin whose remaining offset exceeds
+   twice the threshold, off skin below a fifth of it (`marked_wound.snapped_edge`).
 4. The blend: outside the wound the healthy face *is* the skin; inside, the fitted face plus the offset
    between skin and fit carried in from the wound's edge by a biharmonic (thin-plate) interpolation —
    so the healthy surface meets the skin smoothly at the wound's edge.
@@ -159,6 +161,13 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
     given = wound is not None
     if given:
         found = np.asarray(wound, bool)
+        snap_mm = float(getattr(wound, "snap_mm", 0.0))
+        if snap_mm > 0:  # a hand mark (marked_wound.MarkedWound): fit without it and a band, then snap its edge
+            from ..marked_wound import snapped_edge
+
+            fitted, z, residual = fit_round((~grown(found, ops["graph"], snap_mm)).astype(float))
+            level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
+            found = snapped_edge(found, residual / level, injured, snap_mm, threshold_mm=2.0)
         fitted, z, residual = fit_round((~found).astype(float))
     else:
         weights = np.ones(len(injured))
