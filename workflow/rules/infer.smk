@@ -11,7 +11,7 @@ rule infer:
         report="results/reconstructions/{subject}.json",
     input:
         unpack(infer_inputs),
-        code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo"),
+        code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo", "marked_wound"),
     params:
         source=infer_source_args,
         image=lambda wildcards: "" if wildcards.subject in PATIENTS else f"--image {config['patient_variant']}_{INFER['view']}",
@@ -40,7 +40,7 @@ use rule infer as infer_uninjured with:
         report="results/uninjured/{subject}.json",
     input:
         unpack(uninjured_infer_inputs),
-        code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo"),
+        code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo", "marked_wound"),
     benchmark:
         "results/benchmarks/infer_uninjured/{subject}.tsv"
     log:

@@ -116,7 +116,7 @@ def cmd_split(args) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("template", help="template in mm, landmarks, regions and the face shape space")
-    p.add_argument("--lb-modes", type=int, default=40)
+    p.add_argument("--lb-modes", type=int, default=0)
     p.add_argument("--detail-modes", type=int, default=60)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_template)

@@ -116,8 +116,9 @@ def cmd_infer(args) -> None:
         raise FacecoverError(
             f"{args.subject}: the wound found on {args.injured} is not one to cover: "
             f"{'; '.join(implausible)} (found {fit['wound_area_mm2']:.0f} mm²). Nothing is printed for it. Mark the "
-            f"wound instead: put wound.ply (the wound's region cut from the scan, in the scan's coordinates) or "
-            f"wound.npz in the patient's folder (patients/{args.subject}/ by default) and run again")
+            f"wound instead: mark it on results/mark/{args.subject}.html (facecover mark) and save wound.json, or put "
+            f"wound.ply (the wound's region cut from the scan, in its coordinates) in the patient's folder "
+            f"(patients/{args.subject}/ by default), and run again")
     split = "patient"
     if args.split:
         split = read_split(args.split).get(args.subject, "not in the split")
