@@ -51,6 +51,18 @@ def test_dry_run_shows_the_dag(workdir):
         assert rule in res.stdout
 
 
+def test_experiment_is_chosen_on_validation_subjects_only(workdir):
+    """Inference's `experiment: auto` reads the validation subjects' table; the test table (results/metrics/
+    table.csv) is not an input of any job inference depends on, so the choice cannot see the test figures."""
+    config = yaml.safe_load((ROOT / ".test/config.yaml").read_text())
+    res = run_snakemake(workdir, "-n", "-p", "--forceall", "results/reconstructions/subject05.ply", config=config)
+    assert res.returncode == 0, res.stderr
+    infer = [line for line in res.stdout.splitlines() if line.strip().startswith("facecover infer")]
+    assert infer and all("--table results/metrics/table_val.csv" in line for line in infer), infer
+    assert "results/metrics/table.csv" not in res.stdout
+    assert "rule metrics_table:" not in res.stdout and "evaluate_experiment_val" in res.stdout
+
+
 @pytest.mark.parametrize("change, line", [
     (lambda c: c["cohort"].update(n_subjects="many"),
      "cohort.n_subjects: 'many' is not allowed: must be of type integer"),

@@ -120,7 +120,7 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
             try:
                 wt_v, wt_f, _ = make_watertight(fit["healthy"], faces)
                 cv, cf, report = cover_solid(reg.vertices, faces, wt_v, wt_f, FillingSettings(),
-                                             wound_mask=fit["wound"])
+                                             wound_mask=fit["wound"], openings=space["openings"])
                 footprint = report["footprint"]
                 near = grown(footprint, ops["graph"], 0.5)
                 row["cover_touches_opening"] = bool((space["openings"][near] > 0).any())

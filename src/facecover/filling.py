@@ -62,6 +62,7 @@ class FillingSettings:
     subdivisions: int = 1  # split the skin's triangles (4× each) so walls stay thick inside them
     edge_radius_mm: float = 0.5  # the rim rounded (a bull nose of this radius); 0: a straight wall
     clearance_mm: float = 0.0  # gap between the skin and the cover's skin side (a dressing layer)
+    opening_margin_mm: float = 1.5  # no cover within this of an eye opening, a nostril or the mouth opening
 
     def __post_init__(self):
         for key in ("edge_radius_mm", "clearance_mm"):
@@ -200,13 +201,17 @@ def rim_profile(inner: np.ndarray, outer: np.ndarray, loop: np.ndarray, radius_m
 
 def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndarray, healthy_f: np.ndarray,
                 settings: FillingSettings = FillingSettings(), name: str = "injured mesh",
-                wound_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                wound_mask: np.ndarray | None = None, openings: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The printable cover (vertices, faces) in the injured mesh's frame, and a report (mm, mm³).
 
     `wound_mask` (n,) bool marks the wound on the injured vertices (e.g. found by inference); without it
     the wound is where the skin departs from the healthy face by more than `wound_threshold_mm`. The
     report's `footprint` (n,) bool marks the injured vertices under the cover, its `cover_side` (faces,)
-    what each cover face is (SIDE_OUTER, SIDE_SKIN: the side lying on the skin, SIDE_RIM)."""
+    what each cover face is (SIDE_OUTER, SIDE_SKIN: the side lying on the skin, SIDE_RIM). `openings` (n,)
+    marks the injured vertices of the eye openings, nostrils and mouth opening (template topology:
+    the face space's `openings` > 0): no cover comes within `opening_margin_mm` of them — a cover must not
+    span an opening (its walls would also thin to nothing in the crease between the lips or the lids)."""
     n_input = len(injured_v)
     given = wound_mask is not None
     if given:
@@ -216,9 +221,12 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         if not wound_mask.any():
             raise FacecoverError(f"{name}: the given wound mask is empty")
     marked = (wound_mask if given else np.zeros(n_input)).astype(float)
+    blocked = np.zeros(n_input) if openings is None else (np.asarray(openings) > 0).astype(float)
+    if blocked.shape != (n_input,):
+        raise FacecoverError(f"{name}: the openings mask has {blocked.size} entries for {n_input} vertices")
     for _ in range(settings.subdivisions):  # a midpoint belongs to the wound when one of its ends does
-        injured_v, injured_f, carried = subdivide(injured_v, injured_f, marked)
-        marked = np.ceil(carried[:, 0])
+        injured_v, injured_f, carried = subdivide(injured_v, injured_f, np.c_[marked, blocked])
+        marked, blocked = np.ceil(carried[:, 0]), np.ceil(carried[:, 1])
     skin_normals = (smoothed_normals(injured_v, injured_f, settings.crease_smoothing_mm)
                     if settings.crease_smoothing_mm > 0 else vertex_normals(injured_v, injured_f))
     normals = smoothed_normals(injured_v, injured_f, settings.normal_smoothing_mm)
@@ -246,8 +254,17 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         raise FacecoverError(f"{name}: {100 * wound.mean():.0f} % of the face differs from the healthy face by "
                              f"more than {settings.wound_threshold_mm} mm: the meshes are not aligned or not at the same scale")
     graph = edge_graph(injured_v, injured_f)
+    if blocked.any():  # keep the cover off the openings
+        near_opening = np.isfinite(dijkstra(graph, directed=False, indices=np.flatnonzero(blocked),
+                                            limit=settings.opening_margin_mm, min_only=True))
+        wound &= ~near_opening
+        if not wound.any():
+            raise FacecoverError(f"{name}: the wound lies entirely within {settings.opening_margin_mm} mm of an eye "
+                                 "opening, a nostril or the mouth opening: no cover can be made there")
+    else:
+        near_opening = np.zeros(len(injured_v), bool)
     reach = dijkstra(graph, directed=False, indices=np.flatnonzero(wound), limit=settings.margin_mm, min_only=True)
-    region = np.isfinite(reach)
+    region = np.isfinite(reach) & ~near_opening
     selected = _fill_pinches(injured_f, region[injured_f].all(axis=1))
     # Where the cover only keeps the minimum wall (protrusions, margin band) its
     # outer surface is a true offset of the skin along the skin's own normal;

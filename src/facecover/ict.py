@@ -38,15 +38,42 @@ def load_model() -> dict[str, np.ndarray]:
     return model
 
 
+def _zipper(loop: np.ndarray, x: np.ndarray) -> list[list[int]]:
+    """Triangles closing a slit-shaped hole (the mouth): the loop (in the face's winding) split at its two
+    extreme vertices along x into two chains, bridged from one corner to the other; no new vertices."""
+    m = len(loop)
+    lo, hi = int(np.argmin(x[loop])), int(np.argmax(x[loop]))
+    a = [loop[(lo + k) % m] for k in range((hi - lo) % m + 1)]            # lo -> hi along the loop
+    b = [loop[(lo - k) % m] for k in range((lo - hi) % m + 1)]            # lo -> hi against it
+    # a and b share both corners: open with one triangle at the first corner, close with one at the other
+    tris, i, j = [[a[1], a[0], b[1]]], 1, 1
+    while i < len(a) - 2 or j < len(b) - 2:
+        advance_a = j == len(b) - 2 or (i < len(a) - 2 and x[a[i + 1]] <= x[b[j + 1]])
+        if advance_a:  # edge a[i] -> a[i+1] runs with the loop: the new triangle takes it the other way
+            tris.append([a[i + 1], a[i], b[j]])
+            i += 1
+        else:          # edge b[j+1] -> b[j] runs with the loop
+            tris.append([b[j], b[j + 1], a[i]])
+            j += 1
+    tris.append([a[-1], a[-2], b[-2]])
+    return tris
+
+
 def closing_operator(triangles: np.ndarray, n_vertices: int, vertices: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
     """Close every boundary loop but the outer one (eyes, mouth): a sparse map W (n + k, n) giving the closed
-    mesh's vertices as ``W @ vertices`` and its triangles (m + t, 3). Each hole gets two rings (at 2/3 and
-    1/3 of the way from the rim to the rim's centroid) and the centroid, fanned together."""
+    mesh's vertices as ``W @ vertices`` and its triangles (m + t, 3). The mouth (the inner loop lowest on the
+    face) is zipped shut between the lips, as a closed mouth is (a fan to its centre would make a pocket
+    behind the lips, and a deep crease); each eye gets two rings (at 2/3 and 1/3 of the way from the rim to
+    the rim's centroid) and the centroid, fanned together: closed lids."""
     loops = boundary_loops(triangles, vertices)[1:]  # the longest (in mm) is the face's outer rim
+    mouth = min(range(len(loops)), key=lambda k: vertices[loops[k], 1].mean()) if loops else -1
     rows, cols, vals = list(range(n_vertices)), list(range(n_vertices)), [1.0] * n_vertices
     new_tris = []
     nxt = n_vertices
-    for loop in loops:
+    for index, loop in enumerate(loops):
+        if index == mouth:
+            new_tris += _zipper(np.asarray(loop), vertices[:, 0])
+            continue
         m = len(loop)
         rings = [loop]
         for t in (1 / 3, 2 / 3):  # share of the way to the centre

@@ -191,7 +191,7 @@ def infer_inputs(wildcards):
     """A cohort subject starts from a render of its patient variant; a patient from its photo and scan."""
     common = {
         "checkpoints": expand("results/checkpoints/recon_{experiment}.pt", experiment=EXPERIMENTS),
-        "table": "results/metrics/table.csv",
+        "table": "results/metrics/table_val.csv",  # experiment: auto chooses on the validation subjects
         "space": "results/model/face_space.npz",
         "decoder": "results/model/decoder.npz",
         "fit_noise": "results/model/fit_noise.npz",
@@ -234,7 +234,7 @@ def all_benchmarks():
         per_subject.append("synthetic_scan")
     single = ["face_space", "pool", "split", "render_pool", "encoder", "decoder", "base", "fit_noise",
               "metrics_table", "learning_report", "registration_summary", "covers_summary", "encoder_summary",
-              "cover_accuracy"]
+              "cover_accuracy", "metrics_table_val"]
     printed = TEST_SUBJECTS + list(PATIENTS)
     files = [f"results/benchmarks/{rule}/{rule}.tsv" for rule in single]
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=per_subject, subject=SUBJECTS)
@@ -246,7 +246,7 @@ def all_benchmarks():
         files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["injured_scan", "ingest_injured",
                                                                          "infer_uninjured"], subject=TEST_SUBJECTS)
     files += expand("results/benchmarks/swav/{fraction}.tsv", fraction=FRACTIONS)
-    files += expand("results/benchmarks/{rule}/{experiment}.tsv", rule=["finetune", "evaluate_experiment",
+    files += expand("results/benchmarks/{rule}/{experiment}.tsv", rule=["finetune", "evaluate_experiment", "evaluate_experiment_val",
                                                                         "evaluate_experiment_fit"],
                     experiment=EXPERIMENTS)
     files += expand("results/benchmarks/evaluate_baseline/{baseline}.tsv", baseline=BASELINES)

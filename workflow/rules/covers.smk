@@ -51,6 +51,7 @@ rule filling:
         injured=injured_mesh,
         healthy="results/watertight/{subject}.ply",
         wound="results/reconstructions/{subject}_wound.npz",
+        space="results/model/face_space.npz",
         code=code("filling"),
     params:
         settings=settings_json("filling"),
@@ -62,7 +63,7 @@ rule filling:
     log:
         "results/logs/filling/{subject}.log",
     shell:
-        "facecover filling --injured {input.injured} --healthy {input.healthy} {params.wound}"
+        "facecover filling --injured {input.injured} --healthy {input.healthy} {params.wound} --space {input.space}"
         " --settings {params.settings:q} --out {output.mesh} --report {output.report}"
         " --out-footprint {output.footprint} 2> {log}"
 
@@ -160,6 +161,7 @@ use rule filling as reference_filling with:
     input:
         injured=f"results/scars/{{subject}}/{config['patient_variant']}.ply",
         healthy=f"{REF}/watertight/{{subject}}.ply",
+        space="results/model/face_space.npz",
         code=code("filling"),
     benchmark:
         "results/benchmarks/reference_filling/{subject}.tsv"

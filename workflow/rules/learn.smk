@@ -182,6 +182,7 @@ rule evaluate_experiment:
         truth=TRUTH_ARG,
         fit="",
         fit_settings="",
+        which="test",
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -190,9 +191,40 @@ rule evaluate_experiment:
         "results/logs/evaluate/{experiment}.log",
     shell:
         "facecover evaluate --method {wildcards.experiment} --checkpoint {input.checkpoint} --space {input.space} --decoder {input.decoder}"
-        " --split {input.split} --embeddings-dir results/embeddings --registered-dir results/registered"
+        " --split {input.split} --set {params.which} --embeddings-dir results/embeddings --registered-dir results/registered"
         " --scars-dir results/scars {params.truth} --threshold-mm {params.threshold} {params.fit}"
         " {params.fit_settings} --out {output} 2> {log}"
+
+
+use rule evaluate_experiment as evaluate_experiment_val with:
+    output:
+        "results/metrics/{experiment}_val.csv",
+    params:
+        threshold=config["evaluate"]["wound_threshold_mm"],
+        truth=TRUTH_ARG,
+        fit="",
+        fit_settings="",
+        which="val",
+    benchmark:
+        "results/benchmarks/evaluate_experiment_val/{experiment}.tsv"
+    log:
+        "results/logs/evaluate/{experiment}_val.log",
+
+
+rule metrics_table_val:
+    output:
+        "results/metrics/table_val.csv",
+    input:
+        results=expand("results/metrics/{experiment}_val.csv", experiment=EXPERIMENTS),
+        code=code("learn/evaluate"),
+    conda:
+        "../../envs/learn.yaml"
+    benchmark:
+        "results/benchmarks/metrics_table_val/metrics_table_val.tsv"
+    log:
+        "results/logs/metrics_table_val.log",
+    shell:
+        "facecover table --results {input.results} --out {output} 2> {log}"
 
 
 rule evaluate_experiment_fit:

@@ -34,7 +34,13 @@ def cmd_filling(args) -> None:
             raise FacecoverError(f"{args.wound}: no 'wound' array (a mask over the injured mesh's vertices)")
         wound = arrays["wound"]
     settings = settings_from_json(FillingSettings, args.settings)
-    v, f, report = cover_solid(*injured, *healthy, settings, name=args.injured, wound_mask=wound)
+    openings = None
+    if args.space:  # the injured face in template topology: keep the cover off its openings
+        openings = load_npz(args.space)["openings"]
+        if len(openings) != len(injured[0]):
+            raise FacecoverError(f"{args.injured}: {len(injured[0])} vertices, the template has {len(openings)}: "
+                                 "--space needs the injured face registered to the template")
+    v, f, report = cover_solid(*injured, *healthy, settings, name=args.injured, wound_mask=wound, openings=openings)
     footprint, cover_side = report.pop("footprint"), report.pop("cover_side")
     report.update(injured=args.injured, healthy=args.healthy, wound=args.wound)
     if args.out_footprint:  # the injured vertices under the cover, and which side of the cover each face is
@@ -228,6 +234,7 @@ def register(sub) -> None:
     p = sub.add_parser("filling", help="the cover solid between injured skin and healthy face")
     p.add_argument("--injured", required=True)
     p.add_argument("--healthy", required=True)
+    p.add_argument("--space", help="the face space (.npz): its openings (eyes, nostrils, mouth) get no cover")
     p.add_argument("--settings", help="JSON object of filling settings (config 'filling' block)")
     p.add_argument("--wound", help="the wound: .npz with a boolean 'wound' array over the injured mesh's vertices "
                                    "(default: where the skin departs from the healthy face)")

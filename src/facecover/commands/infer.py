@@ -95,7 +95,7 @@ def cmd_infer(args) -> None:
     experiment = args.experiment
     if experiment == "auto":
         if not args.table:
-            raise FacecoverError("infer: experiment 'auto' needs --table (results/metrics/table.csv)")
+            raise FacecoverError("infer: experiment 'auto' needs --table (results/metrics/table_val.csv)")
         experiment = choose_experiment(pd.read_csv(args.table), args.experiments)
     checkpoint = Path(args.checkpoints_dir) / f"recon_{experiment}.pt"
     net, _ = load_mapping(checkpoint, len(decoder["basis"]))
@@ -238,7 +238,7 @@ def register(sub) -> None:
     p.add_argument("--decoder", required=True)
     p.add_argument("--experiment", default="auto", help="fine-tuned model to use; auto: the best of --table")
     p.add_argument("--experiments", nargs="+", default=["nossl"], help="with auto: the candidates")
-    p.add_argument("--table", help="results/metrics/table.csv (for --experiment auto)")
+    p.add_argument("--table", help="the validation subjects' table, results/metrics/table_val.csv (for --experiment auto)")
     p.add_argument("--checkpoints-dir", required=True, help="folder of recon_<experiment>.pt")
     p.add_argument("--embeddings", help="the subject's embedding cache (.npz)")
     p.add_argument("--image", help="with --embeddings: the render to start from ({variant}_{view})")

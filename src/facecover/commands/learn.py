@@ -270,7 +270,7 @@ def cmd_evaluate(args) -> None:
     n = len(space["vertices"])
     decoder = load_decoder(args.decoder, n)
     split = read_split(args.split)
-    test = subjects_in(split, "test", args.split)
+    test = subjects_in(split, args.set, args.split)  # "val": what settings and experiments are chosen on
     masks = region_masks(space["regions"], space["region_names"])
     method = args.method
     with_fit = method.endswith(FIT_SUFFIX)
@@ -304,13 +304,15 @@ def cmd_evaluate(args) -> None:
         if args.truth_dir and (Path(args.truth_dir) / f"{s}.npz").exists():
             truth = load_npz(Path(args.truth_dir) / f"{s}.npz")["vertices"]
         if with_fit:  # one image per variant: its frontal view, as a print would use
-            ops = mesh_operators(healthy, space["faces"])
             frontal = [i for i, x in enumerate(stems) if x.rsplit("_", 1)[1] == FRONTAL_VIEW]
             z = predict_coefficients(net, cache["clean"][frontal]) if net is not None else [None] * len(frontal)
             stems = [stems[i] for i in frontal]
-            recon = [fit_healthy_face(decoder, scars[x.rsplit("_", 1)[0]]["injured"], space["faces"], zi, noise,
-                                      fit_settings, operators=ops, name=f"{s}/{x}")["healthy"]
-                     for x, zi in zip(stems, z)]
+            recon = []
+            for x, zi in zip(stems, z):  # the mesh operators of the injured mesh, as inference builds them
+                injured = scars[x.rsplit("_", 1)[0]]["injured"]
+                recon.append(fit_healthy_face(decoder, injured, space["faces"], zi, noise, fit_settings,
+                                              operators=mesh_operators(injured, space["faces"]),
+                                              name=f"{s}/{x}")["healthy"])
         elif net is not None:
             recon = list(decode(decoder, predict_coefficients(net, cache["clean"])))
         else:
@@ -387,6 +389,8 @@ def register(sub) -> None:
     p = sub.add_parser("swav", help="SwAV pretraining of the mapping network's trunk on injured renders")
     p.add_argument("--base", required=True, help="base model checkpoint (its trunk is the start)")
     p.add_argument("--split", required=True)
+    p.add_argument("--set", choices=("test", "val"), default="test",
+                   help="which subjects to score: test (the table) or val (what infer's experiment: auto chooses on)")
     p.add_argument("--embeddings-dir", required=True)
     p.add_argument("--fraction", type=float, required=True, help="share of the training subjects, (0, 1]")
     p.add_argument("--settings", help="JSON object of the config 'swav' block (without fractions)")

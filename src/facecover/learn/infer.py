@@ -240,7 +240,8 @@ def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, setti
 
 
 def choose_experiment(table, experiments) -> str:
-    """The experiment with the lowest image-only face MAE in the evaluation table (a pandas DataFrame)."""
+    """The experiment with the lowest image-only face MAE in an evaluation table (a pandas DataFrame): the
+    validation subjects' (results/metrics/table_val.csv), never the test table."""
     rows = table[table["method"].isin(list(experiments))]
     if rows.empty:
         raise FacecoverError(f"evaluation table: none of the experiments {', '.join(experiments)} is in it")
