@@ -44,7 +44,8 @@ def test_injured_raw_scan_reproduces_a_known_dent(space, ict_face):
 
 def test_cover_scores_on_exact_and_wrong_covers(space, ict_face):
     """score_cover on covers built from the true surfaces: the true healthy face over the wound restores it
-    (0 mm) and touches the skin; a cover 1 mm too high restores at 1 mm; no cover covers nothing."""
+    (0 mm) and touches the skin; a cover 1 mm too high restores and touches at about 1 mm; a cover beside
+    the wound covers none of it."""
     from facecover.filling import FillingSettings, cover_solid
 
     face = ict_face
@@ -55,7 +56,10 @@ def test_cover_scores_on_exact_and_wrong_covers(space, ict_face):
     good = score_cover(v, f, face.vertices, injured, face.faces, wound)
     assert good["restore_mean_mm"] < 0.05 and good["contact_mm"] < 0.05 and good["coverage"] > 0.97, good
     high = score_cover(v + [0, 0, 1.0], f, face.vertices, injured, face.faces, wound)
-    assert 0.6 < high["restore_mean_mm"] < 1.05 and high["coverage"] < 0.5, high
+    # measured: restore 0.66 mm, contact 0.96 mm (the forehead is not flat: part of the 1 mm lift is tangential)
+    assert 0.5 < high["restore_mean_mm"] < 1.05 and 0.8 < high["contact_mm"] < 1.05 and high["coverage"] == 1.0, high
+    aside = score_cover(v + [40.0, 0, 0], f, face.vertices, injured, face.faces, wound)
+    assert aside["coverage"] < 0.05 and aside["contact_mm"] > 20.0, aside
     iou = found_wound_iou(injured, face.faces, wound, injured, wound)
     assert iou["found_iou"] == 1.0
     shifted = found_wound_iou(injured, face.faces, wound, injured + [0, 8.0, 0], wound)

