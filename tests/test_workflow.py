@@ -175,7 +175,9 @@ def test_data_rules_run_end_to_end(workdir):
         assert text in html
 
     upstream = {"face_space", "pool", "synthetic_scan", "ingest", "split", "render_pool", "encoder", "decoder"}
-    printing = {"infer", "watertight", "filling", "print", "preview", "cover_accuracy", "stage_times", "all"}
+    printing = {"infer", "infer_uninjured", "watertight", "filling", "print", "preview", "cover_accuracy",
+                "stage_times", "all"}
+    validation = {"evaluate_experiment_val", "metrics_table_val"}  # what infer's experiment: auto chooses on
     # nothing changed -> nothing to do
     assert planned_rules(run_snakemake(workdir, "-n", config=config)) == {}
     # a scar parameter reruns scars and what depends on them, nothing upstream
@@ -203,14 +205,14 @@ def test_data_rules_run_end_to_end(workdir):
     assert {"finetune": 3, "evaluate_experiment": 3, "evaluate_experiment_fit": 3, "metrics_table": 1}.items() \
         <= plan.items(), plan
     assert set(plan) <= {"finetune", "evaluate_experiment", "evaluate_experiment_fit", "metrics_table",
-                         "learning_report"} | printing, plan
+                         "learning_report"} | printing | validation, plan
     config["finetune"]["epochs"] = 2
     # a SwAV setting reruns SwAV, the two ssl fine-tunings and their evaluation, not nossl's
     config["swav"]["temperature"] = 0.2
     plan = planned_rules(run_snakemake(workdir, "-n", config=config))
     assert {"swav": 2, "finetune": 2, "evaluate_experiment": 2, "evaluate_experiment_fit": 2}.items() <= plan.items()
     assert set(plan) <= {"swav", "finetune", "evaluate_experiment", "evaluate_experiment_fit", "metrics_table",
-                         "learning_report"} | printing, plan
+                         "learning_report"} | printing | validation, plan
     config["swav"]["temperature"] = 0.1
     # an inference setting reruns inference and the prints only
     config["infer"]["view"] = "1"
