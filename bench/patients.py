@@ -22,7 +22,11 @@ squares, the wound where the skin is more than 1 mm off it) — what a user with
 Run after `make run` (it reads results/model/{face_space,decoder,fit_noise}.npz and config.yaml's `fit`):
 
     .venv/bin/python bench/patients.py [--per-set 4] [--sets cohort handmade expressions asymmetric]
-        [--set key=value ...] [--noise pool|registered] [--out results/benchmarks/patients.csv]
+        [--set key=value ... [--set key=value ...]] [--out results/benchmarks/patients.csv]
+
+Each `--set` is one candidate of fit settings (on top of config.yaml's), scored on the same registered
+scans; settings are chosen on the `cohort` set (validation people made like the training ones), never on
+the held-out sets.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ import pandas as pd
 import yaml
 
 from facecover.cover_scores import patient_case
-from facecover.files import load_mesh_arrays, load_npz
+from facecover.files import load_npz
 from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
 from facecover.learn.decoder import load_decoder
-from facecover.learn.infer import FitSettings, fit_noise
+from facecover.learn.infer import FitSettings
 
 R = Path("results")
 
@@ -55,24 +59,13 @@ def fit_settings(config: dict, overrides: list[str]) -> FitSettings:
     return FitSettings(**{k: v for k, v in values.items() if k in names})
 
 
-def registered_noise(space: dict, decoder: dict, settings: FitSettings) -> np.ndarray:
-    """The fit's per-vertex noise on the cohort's registered *training* faces (healthy scans, registration
-    noise included) instead of the pool's exact faces."""
-    from facecover.learn.data import read_split, subjects_in
-
-    train = subjects_in(read_split(R / "splits.csv"), "train")
-    faces = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
-    return fit_noise(decoder, space["faces"], faces, settings)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-set", type=int, default=4)
     ap.add_argument("--sets", nargs="+", default=list(PATIENT_SETS), choices=PATIENT_SETS)
-    ap.add_argument("--set", nargs="*", default=[], help="fit settings key=value on top of config.yaml's fit")
-    ap.add_argument("--noise", choices=("pool", "registered"), default="pool",
-                    help="the fit's noise model: results/model/fit_noise.npz, or measured on the registered "
-                         "training faces")
+    ap.add_argument("--set", nargs="*", default=[], action="append",
+                    help="fit settings key=value on top of config.yaml's fit; repeat --set for more candidates, "
+                         "each scored on the same registered scans")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(R / "benchmarks/patients.csv"))
     args = ap.parse_args()
@@ -81,9 +74,9 @@ def main() -> None:
     if "openings" not in space:
         raise SystemExit("results/model/face_space.npz predates the real-anatomy face space: run `make run` first")
     decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
-    settings = fit_settings(config, args.set)
-    noise = (load_npz(R / "model/fit_noise.npz")["noise_mm"] if args.noise == "pool"
-             else registered_noise(space, decoder, settings))
+    candidates = [" ".join(c) or "config" for c in (args.set or [[]])]
+    settings = [fit_settings(config, c) for c in (args.set or [[]])]
+    noise = load_npz(R / "model/fit_noise.npz")["noise_mm"]  # measured on the registered training scans
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:
@@ -93,22 +86,26 @@ def main() -> None:
                 radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
                 displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
                 for injured in (True, False):
-                    row = {"set": which, "face": face.name, "injured": injured, "site": site if injured else "",
-                           "radius_mm": radius if injured else np.nan, **face.notes,
-                           **patient_case(space, decoder, noise, settings, face,
-                                          displacement if injured else None, rng, Path(tmp))}
-                    rows.append(row)
-                    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
-                             if k in ("found_iou", "found_mm2", "restore_mean_mm", "coverage", "implausible",
-                                      "baseline_found_iou", "seconds", "refused_scan", "cover_failed")}
-                    print(f"{which} {face.name} {'injured' if injured else 'uninjured'} {site if injured else ''}: "
-                          f"{shown}", file=sys.stderr, flush=True)
+                    results = patient_case(space, decoder, noise, settings, face,
+                                           displacement if injured else None, rng, Path(tmp))
+                    for name, result in zip(candidates, results):
+                        row = {"settings": name, "set": which, "face": face.name, "injured": injured,
+                               "site": site if injured else "", "radius_mm": radius if injured else np.nan,
+                               **face.notes, **result}
+                        rows.append(row)
+                        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                                 if k in ("found_iou", "found_mm2", "restore_mean_mm", "coverage", "implausible",
+                                          "baseline_found_iou", "seconds", "refused_scan", "cover_failed")}
+                        print(f"[{name}] {which} {face.name} {'injured' if injured else 'uninjured'} "
+                              f"{site if injured else ''}: {shown}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
-    summary = summarize(table)
-    print(f"fit settings: {settings}\nnoise model: {args.noise}\n")
-    print(summary.to_string(index=False))
+    print("noise model: results/model/fit_noise.npz; fit settings: config.yaml's fit block" + "".join(
+        f"\n  {name}: {s}" for name, s in zip(candidates, settings)) + "\n")
+    for name, t in table.groupby("settings", sort=False):
+        print(f"settings: {name}")
+        print(summarize(t).to_string(index=False) + "\n")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +113,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     p95, contact, coverage, covers touching an opening, implausible, seconds per scan) and the baseline's."""
     out = []
     for which, t in table.groupby("set", sort=False):
-        inj, clean = t[t["injured"]], t[~t["injured"]]
+        inj, clean = t[t["injured"].astype(bool)], t[~t["injured"].astype(bool)]
         col = lambda frame, key: frame[key] if key in frame else pd.Series(dtype=float)  # noqa: E731
         out.append({
             "set": which, "faces": len(inj),

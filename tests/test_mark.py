@@ -41,6 +41,17 @@ def posed_face(subdivisions=1):
     return scan, f, T
 
 
+
+def saved_mark(driver, downloads: Path) -> dict:
+    """Click Save on the marking page and read the wound.json it downloads (waits up to 5 s)."""
+    driver.find_element("id", "save").click()
+    saved = downloads / "wound.json"
+    for _ in range(100):
+        if saved.exists() and saved.stat().st_size:
+            break
+        time.sleep(0.05)
+    return json.loads(saved.read_text())
+
 def test_page_is_self_contained_and_marks_the_found_wound():
     scan, f, T = posed_face(0)
     wound = np.linalg.norm(scan - scan[100], axis=1) < 8.0
@@ -187,13 +198,7 @@ def test_paint_a_stroke_in_chromium_and_save(tmp_path):
         shown = float(driver.find_element("id", "area").get_attribute("data-mm2"))
         SHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SHOTS / "mark_page.png"))
-        driver.find_element("id", "save").click()
-        saved = downloads / "wound.json"
-        for _ in range(100):
-            if saved.exists() and saved.stat().st_size:
-                break
-            time.sleep(0.05)
-        mark = json.loads(saved.read_text())
+        mark = saved_mark(driver, downloads)
         ActionChains(driver).key_down("\ue009").send_keys("z").key_up("\ue009").perform()  # Ctrl-Z
         assert driver.execute_script("return window.marking.area()") == pytest.approx(0.0, abs=1e-6)
         # paint the stroke again, erase its second half with shift + drag, then Undo (the button) the erasing
@@ -301,13 +306,7 @@ def test_a_large_scan_page_is_small_and_opens_fast(tmp_path):
         actions = ActionBuilder(driver)
         actions.pointer_action.move_to_location(x, y).pointer_down(MouseButton.LEFT).pointer_up(MouseButton.LEFT)
         actions.perform()
-        driver.find_element("id", "save").click()
-        saved = downloads / "wound.json"
-        for _ in range(100):
-            if saved.exists() and saved.stat().st_size:
-                break
-            time.sleep(0.05)
-        mark = json.loads(saved.read_text())
+        mark = saved_mark(driver, downloads)
     finally:
         driver.quit()
     print(f"large scan page: {size_mb:.1f} MB, opened in {seconds:.2f} s")

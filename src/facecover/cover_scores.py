@@ -74,19 +74,14 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
-    `ingest_scan`, the fit (mean face prior, `settings` a `FitSettings`, `noise` (N,) mm its noise model), the
-    plausibility check, `make_watertight` and `cover_solid` with the wound found; scored in the scan's frame.
-    Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off.
-    Returns a flat dict of figures (mm, mm²) and `seconds` (scan file to cover)."""
+    `ingest_scan`, then `patient_cover` with `settings` (a `FitSettings`, or a list of them: one row each,
+    the scan registered once). Returns a flat dict of figures (mm, mm²) — a list of them for a list of
+    settings — with `seconds` (scan file to cover)."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from .files import save_mesh
-    from .filling import FillingSettings, cover_solid
     from .ingest import ingest_scan
-    from .learn.evaluate import shape_completion
-    from .learn.infer import fit_healthy_face, grown, implausible_wound, mesh_operators
     from .scars import ScarSettings
-    from .watertight import make_watertight
 
     true_injured = face.vertices if displacement is None else injured_surface(
         face.vertices, face.faces, displacement, ScarSettings().normal_smoothing_mm)
@@ -95,10 +90,36 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     path = workdir / f"{face.name}.ply"
     save_mesh(path, scan_v, scan_f)
     t0 = time.perf_counter()
+    many = isinstance(settings, (list, tuple))
     try:
         reg = ingest_scan(path, space)
     except FacecoverError as exc:
-        return {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
+        row = {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
+        return [dict(row) for _ in settings] if many else row
+    registering = time.perf_counter() - t0
+    truth = {"pose": pose, "healthy": face.vertices, "injured": true_injured, "faces": face.faces,
+             "wound": None if displacement is None else np.abs(displacement) > 0.1}
+    rows = []
+    for one in (settings if many else [settings]):
+        t1 = time.perf_counter()
+        row = patient_cover(space, decoder, noise, one, reg, truth)
+        row["seconds"] = registering + time.perf_counter() - t1
+        rows.append(row)
+    return rows if many else rows[0]
+
+
+def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, truth: dict) -> dict:
+    """A registered patient scan (`ingest.Registration`) through the fit (mean face prior, `settings` a
+    `FitSettings`, `noise` (N,) mm its noise model), the plausibility check, `make_watertight` and
+    `cover_solid` with the wound found, scored in the scan's frame against `truth` (`pose` (4, 4) true
+    canonical → scan, `healthy` / `injured` (n, 3) mm over `faces`, `wound` (n,) bool or None: uninjured).
+    Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off."""
+    from . import FacecoverError
+    from .filling import FillingSettings, cover_solid
+    from .learn.evaluate import shape_completion
+    from .learn.infer import fit_healthy_face, grown, implausible_wound, mesh_operators
+    from .watertight import make_watertight
+
     faces = space["faces"]
     ops = mesh_operators(reg.vertices, faces)
     fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops)
@@ -109,24 +130,23 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     baseline = np.linalg.norm(reg.vertices - fitted, axis=1) > 1.0
     row["baseline_found_mm2"] = float(ops["areas"][baseline].sum())
     to_scan = np.linalg.inv(reg.scan_to_canonical)
-    move = lambda p: p @ pose[:3, :3].T + pose[:3, 3]  # noqa: E731  true canonical -> scan frame
-    if displacement is not None:
-        wound = np.abs(displacement) > 0.1
+    move = lambda p: apply_transform(truth["pose"], p)  # noqa: E731  true canonical -> scan frame
+    wound = truth["wound"]
+    if wound is not None:
         registered = apply_transform(to_scan, reg.vertices)
-        row |= found_wound_iou(move(true_injured), face.faces, wound, registered, fit["wound"])
-        row["baseline_found_iou"] = found_wound_iou(move(true_injured), face.faces, wound, registered,
+        true_injured = move(truth["injured"])
+        row |= found_wound_iou(true_injured, truth["faces"], wound, registered, fit["wound"])
+        row["baseline_found_iou"] = found_wound_iou(true_injured, truth["faces"], wound, registered,
                                                     baseline)["found_iou"]
         if fit["wound"].any():
             try:
                 wt_v, wt_f, _ = make_watertight(fit["healthy"], faces)
                 cv, cf, report = cover_solid(reg.vertices, faces, wt_v, wt_f, FillingSettings(),
                                              wound_mask=fit["wound"], openings=space["openings"])
-                footprint = report["footprint"]
-                near = grown(footprint, ops["graph"], 0.5)
+                near = grown(report["footprint"], ops["graph"], 0.5)
                 row["cover_touches_opening"] = bool((space["openings"][near] > 0).any())
-                row |= score_cover(apply_transform(to_scan, cv), cf, move(face.vertices), move(true_injured),
-                                   face.faces, wound)
+                row |= score_cover(apply_transform(to_scan, cv), cf, move(truth["healthy"]), true_injured,
+                                   truth["faces"], wound)
             except FacecoverError as exc:
                 row["cover_failed"] = str(exc)
-    row["seconds"] = time.perf_counter() - t0
     return row
