@@ -19,7 +19,8 @@ cover touches an eye opening, a nostril or the mouth opening; on the uninjured s
 Beside the product, in the same run: a shape-model baseline (the decoder fitted to every vertex by least
 squares, the wound where the skin is more than 1 mm off it) — what a user with a face model would do.
 
-Run after `make run` (it reads results/model/{face_space,decoder,fit_noise}.npz and config.yaml's `fit`):
+Run after `make run` (it reads results/model/{face_space,decoder}.npz, results/registered/ and results/splits.csv
+for the fit's noise model, and config.yaml's `fit`):
 
     .venv/bin/python bench/patients.py [--per-set 4] [--sets cohort handmade expressions asymmetric]
         [--set key=value ... [--set key=value ...]] [--out results/benchmarks/patients.csv]
@@ -42,10 +43,10 @@ import pandas as pd
 import yaml
 
 from facecover.cover_scores import patient_case
-from facecover.files import load_npz
+from facecover.files import load_mesh_arrays, load_npz
 from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
 from facecover.learn.decoder import load_decoder
-from facecover.learn.infer import FitSettings
+from facecover.learn.infer import FitSettings, fit_noise
 
 R = Path("results")
 
@@ -76,7 +77,12 @@ def main() -> None:
     decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
     candidates = [" ".join(c) or "config" for c in (args.set or [[]])]
     settings = [fit_settings(config, c) for c in (args.set or [[]])]
-    noise = load_npz(R / "model/fit_noise.npz")["noise_mm"]  # measured on the registered training scans
+    # each candidate's noise model, measured as the workflow's fit_noise rule does: on the registered training scans
+    from facecover.learn.data import read_split, subjects_in
+
+    train = subjects_in(read_split(R / "splits.csv"), "train")
+    healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
+    noise = [fit_noise(decoder, space["faces"], healthy, one) for one in settings]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:
@@ -101,7 +107,8 @@ def main() -> None:
     table = pd.DataFrame(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
-    print("noise model: results/model/fit_noise.npz; fit settings: config.yaml's fit block" + "".join(
+    print(f"noise model: the fit's noise on {len(train)} registered training scans, per candidate; fit settings: "
+          "config.yaml's fit block" + "".join(
         f"\n  {name}: {s}" for name, s in zip(candidates, settings)) + "\n")
     for name, t in table.groupby("settings", sort=False):
         print(f"settings: {name}")

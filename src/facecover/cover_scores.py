@@ -75,7 +75,7 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
     `ingest_scan`, then `patient_cover` with `settings` (a `FitSettings`, or a list of them: one row each,
-    the scan registered once). Returns a flat dict of figures (mm, mm²) — a list of them for a list of
+    the scan registered once; `noise` then a list too, the noise model measured with each). Returns a flat dict of figures (mm, mm²) — a list of them for a list of
     settings — with `seconds` (scan file to cover)."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
@@ -100,9 +100,9 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     truth = {"pose": pose, "healthy": face.vertices, "injured": true_injured, "faces": face.faces,
              "wound": None if displacement is None else np.abs(displacement) > 0.1}
     rows = []
-    for one in (settings if many else [settings]):
+    for one, its_noise in zip(settings, noise) if many else [(settings, noise)]:
         t1 = time.perf_counter()
-        row = patient_cover(space, decoder, noise, one, reg, truth)
+        row = patient_cover(space, decoder, its_noise, one, reg, truth)
         row["seconds"] = registering + time.perf_counter() - t1
         rows.append(row)
     return rows if many else rows[0]

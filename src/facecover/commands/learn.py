@@ -389,8 +389,6 @@ def register(sub) -> None:
     p = sub.add_parser("swav", help="SwAV pretraining of the mapping network's trunk on injured renders")
     p.add_argument("--base", required=True, help="base model checkpoint (its trunk is the start)")
     p.add_argument("--split", required=True)
-    p.add_argument("--set", choices=("test", "val"), default="test",
-                   help="which subjects to score: test (the table) or val (what infer's experiment: auto chooses on)")
     p.add_argument("--embeddings-dir", required=True)
     p.add_argument("--fraction", type=float, required=True, help="share of the training subjects, (0, 1]")
     p.add_argument("--settings", help="JSON object of the config 'swav' block (without fractions)")
@@ -419,6 +417,8 @@ def register(sub) -> None:
     p.add_argument("--space", required=True)
     p.add_argument("--decoder", required=True)
     p.add_argument("--split", required=True)
+    p.add_argument("--set", choices=("test", "val"), default="test",
+                   help="which subjects to score: test (the table) or val (what infer's experiment: auto chooses on)")
     p.add_argument("--embeddings-dir", required=True)
     p.add_argument("--registered-dir", required=True)
     p.add_argument("--scars-dir", required=True)
@@ -429,7 +429,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="per-image metrics (.csv)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("fit-noise", help="per-vertex noise of the healthy-face fit, measured on pool faces")
+    p = sub.add_parser("fit-noise", help="per-vertex noise of the healthy-face fit on healthy faces (registered scans or the pool)")
     p.add_argument("--space", required=True)
     p.add_argument("--decoder", required=True)
     src = p.add_mutually_exclusive_group(required=True)
