@@ -87,7 +87,7 @@ def test_cover_scores_on_exact_and_wrong_covers(space, ict_face):
     # measured: restore 0.66 mm, contact 0.96 mm (the forehead is not flat: part of the 1 mm lift is tangential)
     assert 0.5 < high["restore_mean_mm"] < 1.05 and 0.8 < high["contact_mm"] < 1.05 and high["coverage"] == 1.0, high
     aside = score_cover(v + [40.0, 0, 0], f, face.vertices, injured, face.faces, wound)
-    assert aside["coverage"] < 0.05 and aside["contact_mm"] > 20.0, aside
+    assert aside["coverage"] < 0.05 and np.isnan(aside["contact_mm"]), aside  # no skin under it
     iou = found_wound_iou(injured, face.faces, wound, injured, wound)
     assert iou["found_iou"] == 1.0
     shifted = found_wound_iou(injured, face.faces, wound, injured + [0, 8.0, 0], wound)

@@ -5,11 +5,12 @@ vertices plus the wound's displacement, so vertex i is the same skin point on bo
 mask over those vertices. The cover and the wound found come from the pipeline (registered template,
 canonical pose) and are brought into the scan's frame with the registration's `scan_to_canonical`.
 
-* **restore** — distance from the true healthy surface to the cover, over the true wound where the healthy
-  face lies above the injured skin by more than the minimum wall (there the cover's outer side *is* the
-  rebuilt face; elsewhere it is the skin plus the minimum wall): mean and 95th percentile;
-* **contact** — distance from the injured skin inside the true wound to the cover (its inner side should
-  lie on the skin): mean;
+* **restore** — distance from the true healthy surface to the cover, over the true wound under the cover
+  where the healthy face lies above the injured skin by more than the minimum wall (there the cover's
+  outer side *is* the rebuilt face; elsewhere it is the skin plus the minimum wall): mean and 95th
+  percentile; wound left uncovered counts in `coverage`, not here;
+* **contact** — distance from the injured skin inside the true wound, under the cover, to the cover (its
+  inner side should lie on the skin): mean;
 * **coverage** — share of the true wound's area under the cover: a ray from just beneath the injured skin
   (`under_mm`) outward along its normal meets the cover;
 * **found IoU** — the wound found against the true wound, by area on the true surface: a true vertex counts
@@ -53,19 +54,19 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
     wound = np.asarray(wound, bool)
     area = vertex_areas(injured, faces)
     cover = DistanceScene(cover_v, cover_f)
-    to_skin = cover(injured[wound])
+    normals = vertex_normals(injured, faces)
+    t = RayScene(cover_v, cover_f).cast(injured - under_mm * normals, normals)["t_hit"]
+    under = wound & (t < 20.0)  # wound skin with the cover over it
+    to_skin = cover(injured[under])
     depth = np.linalg.norm(healthy - injured, axis=1)
     above = np.einsum("ij,ij->i", healthy - injured, vertex_normals(healthy, faces)) > 0
-    rebuild = wound & above & (depth > min_wall_mm)
+    rebuild = under & above & (depth > min_wall_mm)
     restore = cover(healthy[rebuild]) if rebuild.any() else np.zeros(0)
-    normals = vertex_normals(injured, faces)[wound]
-    t = RayScene(cover_v, cover_f).cast(injured[wound] - under_mm * normals, normals)["t_hit"]
-    covered = t < 20.0
     return {
         "restore_mean_mm": float(restore.mean()) if len(restore) else float("nan"),
         "restore_p95_mm": float(np.percentile(restore, 95)) if len(restore) else float("nan"),
         "contact_mm": float(to_skin.mean()) if len(to_skin) else float("nan"),
-        "coverage": float(area[wound][covered].sum() / area[wound].sum()) if wound.any() else float("nan"),
+        "coverage": float(area[under].sum() / area[wound].sum()) if wound.any() else float("nan"),
     }
 
 
