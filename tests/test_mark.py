@@ -300,7 +300,8 @@ def test_a_large_scan_page_is_small_and_opens_fast(tmp_path):
     downloads.mkdir()
     driver = chromium_driver(downloads)
     try:
-        seconds = open_page(driver, page)
+        # the median of three loads (a single one swings with whatever else the machine is doing)
+        seconds = sorted(open_page(driver, page) for _ in range(3))[1]
         camera = driver.execute_script("return window.marking.camera()")
         x, y = int(camera["width"] * 0.6), int(camera["height"] * 0.45)
         actions = ActionBuilder(driver)
