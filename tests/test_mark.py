@@ -311,7 +311,7 @@ def test_a_large_scan_page_is_small_and_opens_fast(tmp_path):
     finally:
         driver.quit()
     print(f"large scan page: {size_mb:.1f} MB, opened in {seconds:.2f} s")
-    assert seconds <= 3.0
+    assert seconds <= 3.0  # 0.3-1.1 s on an idle machine; 3.2 s measured once with both cores busy elsewhere
     points = np.asarray(mark["points_mm"])
     assert len(points) > 10 and mark["scan_vertices"] == len(scan) and mark["page_vertices"] < len(scan)
     origins, directions = view_rays(camera, T[:3, :3], np.array([[x, y]], float))

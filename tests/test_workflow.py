@@ -57,7 +57,7 @@ def test_experiment_is_chosen_on_validation_subjects_only(workdir):
     config = yaml.safe_load((ROOT / ".test/config.yaml").read_text())
     res = run_snakemake(workdir, "-n", "-p", "--forceall", "results/reconstructions/subject05.ply", config=config)
     assert res.returncode == 0, res.stderr
-    infer = [line for line in res.stdout.splitlines() if line.strip().startswith("facecover infer")]
+    infer = [line for line in res.stdout.splitlines() if "facecover infer " in line]  # "Shell command: facecover …"
     assert infer and all("--table results/metrics/table_val.csv" in line for line in infer), infer
     assert "results/metrics/table.csv" not in res.stdout
     assert "rule metrics_table:" not in res.stdout and "evaluate_experiment_val" in res.stdout
