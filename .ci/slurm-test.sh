@@ -61,7 +61,7 @@ done
 "$repo/.venv/bin/snakemake" -n results/prints/subject07.stl --snakefile "$repo/Snakefile" --directory "$work" \
   --profile "$repo/.ci/slurm" --configfile "$repo/.test/slurm-config.yaml" > "$work/prints-dry-run.log" 2>&1 \
   || { tail -n 40 "$work/prints-dry-run.log"; exit 1; }
-for rule in decoder base swav finetune evaluate_experiment_fit metrics_table infer watertight filling print; do
+for rule in decoder base swav finetune evaluate_experiment_val metrics_table_val infer watertight filling print; do
   grep -qE "^rule $rule:" "$work/prints-dry-run.log" \
     || { echo "[slurm-test] dry run of results/prints/subject07.stl does not plan rule $rule"; exit 1; }
 done
