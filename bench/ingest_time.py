@@ -24,7 +24,8 @@ import trimesh
 
 from facecover.cohort import ScanSettings, disk_parameterization, person_rng, person_vertices, synthetic_scan
 from facecover.files import load_mesh, save_mesh
-from facecover.ingest import _apply, clean_scan, register_template_to_scan, rigid_alignment
+from facecover.ingest import clean_scan, register_template_to_scan, rigid_alignment
+from facecover.meshtools import apply_transform
 from facecover.shape_space import face_space
 from timing import warm_median_seconds
 
@@ -57,11 +58,11 @@ def main() -> None:
         if not args.no_baseline:
             def baseline():
                 pose, _, _, _ = rigid_alignment(space, scan, np.random.default_rng(0), 1500, name)
-                source = trimesh.Trimesh(_apply(pose, space["vertices"]), space["faces"], process=False)
+                source = trimesh.Trimesh(apply_transform(pose, space["vertices"]), space["faces"], process=False)
                 return pose, trimesh.registration.nricp_amberg(source, scan)
 
             row["nricp_s"], (pose, warped) = warm_median_seconds(baseline, args.repeat)
-            row["nricp_err_mm"] = np.linalg.norm(_apply(np.linalg.inv(pose), warped) - truth, axis=1).mean()
+            row["nricp_err_mm"] = np.linalg.norm(apply_transform(np.linalg.inv(pose), warped) - truth, axis=1).mean()
         rows.append(row)
         print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
               flush=True)

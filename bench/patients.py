@@ -33,7 +33,6 @@ the held-out sets.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +44,7 @@ import yaml
 from facecover.cover_scores import patient_case
 from facecover.files import load_mesh_arrays, load_npz
 from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
+from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
 from facecover.learn.infer import FitSettings, fit_noise
 
@@ -52,12 +52,8 @@ R = Path("results")
 
 
 def fit_settings(config: dict, overrides: list[str]) -> FitSettings:
-    values = dict(config["fit"])
-    for item in overrides:
-        key, value = item.split("=", 1)
-        values[key] = type(getattr(FitSettings(), key))(float(value) if "." in value else int(value))
-    names = {f.name for f in dataclasses.fields(FitSettings)}
-    return FitSettings(**{k: v for k, v in values.items() if k in names})
+    """config.yaml's `fit` block with `key=value` overrides (values read as YAML, as in config.yaml)."""
+    return FitSettings(**(config["fit"] | {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}))
 
 
 def main() -> None:
@@ -78,8 +74,6 @@ def main() -> None:
     candidates = [" ".join(c) or "config" for c in (args.set or [[]])]
     settings = [fit_settings(config, c) for c in (args.set or [[]])]
     # each candidate's noise model, measured as the workflow's fit_noise rule does: on the registered training scans
-    from facecover.learn.data import read_split, subjects_in
-
     train = subjects_in(read_split(R / "splits.csv"), "train")
     healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
     noise = [fit_noise(decoder, space["faces"], healthy, one) for one in settings]

@@ -13,13 +13,11 @@ from facecover.meshtools import DistanceScene, vertex_areas
 
 def product_fit_settings() -> FitSettings:
     """The fit's settings as config.yaml sets them (what the workflow runs)."""
-    import dataclasses
     from pathlib import Path
 
     import yaml
 
-    values = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["fit"]
-    return FitSettings(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(FitSettings)}})
+    return FitSettings(**yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["fit"])
 
 
 def registered_healthy_scans(space, folder, count: int = 6) -> np.ndarray:

@@ -24,12 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .meshtools import DistanceScene, RayScene, vertex_areas, vertex_normals
-
-
-def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Points (n, 3) moved by a 4×4 rigid transform."""
-    return np.asarray(points, np.float64) @ T[:3, :3].T + T[:3, 3]
+from .meshtools import DistanceScene, RayScene, apply_transform, vertex_areas, vertex_normals
 
 
 def found_wound_iou(true_vertices: np.ndarray, true_faces: np.ndarray, true_wound: np.ndarray,

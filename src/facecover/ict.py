@@ -6,9 +6,9 @@ a neutral face, 100 identity modes (a person is ``neutral + Σ w_i identity_i``,
 expression blendshapes (ARKit names, weights in [0, 1]). The copy shipped in `data/ict_face_model.npz` is
 cut to the face area (9409 vertices, 18461 triangles) and in millimetres.
 
-Its mesh is open at the eyes and the mouth; the template is closed there. `closing_operator` closes each
-inner hole with two rings and a centre (each new vertex a fixed average of the hole's rim), a linear map,
-so every person and every mode closes the same way. `template_correspondence` registers the template to
+Its mesh is open at the eyes and the mouth; the template is closed there. `closing_operator` closes them
+with a linear map, so every person and every mode closes the same way: the mouth zipped shut between the
+lips, each eye with two rings and a centre (each new vertex a fixed average of the eye's rim). `template_correspondence` registers the template to
 the closed neutral face with the project's own registration (`ingest.register_template_to_scan`) and
 embeds each registered template vertex in the ICT surface (triangle + barycentric coordinates): any ICT
 face then has a template-topology version, ``on_template``.
@@ -21,7 +21,7 @@ from importlib.resources import files
 import numpy as np
 import scipy.sparse as sp
 
-from .meshtools import boundary_loops
+from .meshtools import apply_transform, boundary_loops
 
 MODEL_FILE = "ict_face_model.npz"
 
@@ -145,7 +145,7 @@ def template_correspondence(space: dict, model: dict, seed: int = 0) -> dict[str
     reg = register_template_to_scan(space, scan, RegistrationSettings(nonrigid="meshmonk", seed=seed),
                                     name="ICT-FaceKit neutral face")
     T = reg.scan_to_canonical
-    neutral = model["neutral_mm"] @ T[:3, :3].T + T[:3, 3]
+    neutral = apply_transform(T, model["neutral_mm"])
     tri, bary = surface_embedding(neutral, model["triangles"], reg.vertices)
     return {"triangle": tri, "barycentric": bary, "ict_to_canonical": T,
             "registration": reg.report["residuals"]}

@@ -38,7 +38,8 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .meshtools import boundary_vertex_mask, compact, graph_laplacian, rigid_transform, vertex_normals
+from .meshtools import (apply_transform, boundary_vertex_mask, compact, graph_laplacian, rigid_transform,
+                        vertex_normals)
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
 
@@ -126,10 +127,6 @@ def scan_units_scale(vertices: np.ndarray, units: str, name: str = "scan") -> tu
     return UNITS_MM[units], units
 
 
-def _apply(T: np.ndarray, p: np.ndarray) -> np.ndarray:
-    return p @ T[:3, :3].T + T[:3, 3]
-
-
 def initial_poses(template: np.ndarray, scan_points: np.ndarray, rng: np.random.Generator,
                   n_points: int, in_plane_steps: int = 8, keep: int = 4) -> list[tuple[float, np.ndarray]]:
     """The `keep` best rigid 4×4 template→scan candidates as (rms residual mm, transform), best first.
@@ -180,7 +177,7 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray) -> np.n
     from .template import detect_image_landmarks
 
     inv = np.linalg.inv(pose)
-    canonical = _apply(inv, np.asarray(scan.vertices))
+    canonical = apply_transform(inv, np.asarray(scan.vertices))
     tv = space["vertices"]
     camera = frontal_camera(tv.mean(axis=0), 1.15 * max(np.ptp(tv[:, 0]), np.ptp(tv[:, 1])), 512)
     scene = Scene(canonical, np.asarray(scan.faces), normal_smoothing_mm=1.0)  # shading alike at any density
@@ -189,7 +186,7 @@ def scan_landmarks(space: dict, scan: trimesh.Trimesh, pose: np.ndarray) -> np.n
         return None
     points = scene.surface_points(camera, pixels[space["reg_landmark_ids"]])
     hit = np.isfinite(points).all(axis=1)
-    points[hit] = _apply(pose, points[hit])
+    points[hit] = apply_transform(pose, points[hit])
     return points
 
 
@@ -253,7 +250,7 @@ def fit_shape_space(space: dict, scan_points: np.ndarray, scan_boundary: np.ndar
     B = space["basis"].astype(np.float64) * space["sigma"][:, None, None]  # (k, n, 3), z standard-normal
     k = len(B)
     tree = cKDTree(scan_points)
-    center = _apply(pose, mean).mean(axis=0)
+    center = apply_transform(pose, mean).mean(axis=0)
     x = np.zeros(k + 6)  # z, then rotation vector and translation (scan frame)
     eye3 = np.eye(3)
     n_it = settings.fit_iterations
@@ -262,7 +259,7 @@ def fit_shape_space(space: dict, scan_points: np.ndarray, scan_boundary: np.ndar
         lam = settings.prior_weight_start * (settings.prior_weight_end / settings.prior_weight_start) ** frac
         z, T = x[:k], _twist_pose(x[k:], pose, center)
         R = T[:3, :3]
-        Vs = _apply(T, mean + np.tensordot(z, B, axes=1))
+        Vs = apply_transform(T, mean + np.tensordot(z, B, axes=1))
         d, j = tree.query(Vs)
         ok = ~scan_boundary[j] & (d < max(3.0 * np.median(d), 2.0))
         q, p = Vs[ok], scan_points[j[ok]]
@@ -294,7 +291,7 @@ def landmark_pose(space: dict, landmarks: np.ndarray) -> tuple[np.ndarray, float
     for _ in range(3):
         T = np.eye(4)
         T[:3, :3], T[:3, 3] = rigid_transform(src[keep], dst[keep])
-        resid = np.linalg.norm(_apply(T, src) - dst, axis=1)
+        resid = np.linalg.norm(apply_transform(T, src) - dst, axis=1)
         keep = resid < max(2.0 * np.median(resid), 2.0)
     return T, float(np.median(resid))
 
@@ -320,7 +317,7 @@ def refine_along_normals(vertices: np.ndarray, faces: np.ndarray, scan_points: n
 
 
 def snap_to_scan(vertices: np.ndarray, faces: np.ndarray, scan_v: np.ndarray, scan_f: np.ndarray,
-                 settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray]:
+                 settings: RegistrationSettings) -> np.ndarray:
     """Vertices (n, 3) moved along their normals onto the scan surface (both in the canonical frame, mm): the
     nearer ray hit forward or backward within `snap_max_mm`, the offsets smoothed by a light Laplacian
     (`snap_smoothness`: scanner noise, not shape). The shape fit and its smooth refinement hold the
@@ -328,17 +325,18 @@ def snap_to_scan(vertices: np.ndarray, faces: np.ndarray, scan_v: np.ndarray, sc
     (a dent of millimetres over a centimetre or two, which the smooth steps flatten to less than half its
     depth) is in the registered mesh at its full depth. No tangential motion. Where no ray meets the scan
     (holes, beyond its edge, or a hit on a triangle at the scan's boundary) the offset is interpolated from
-    the neighbours. Returns the vertices and the mask (n,) of vertices that met the scan."""
+    the neighbours."""
     from .meshtools import RayScene
 
     normals = vertex_normals(vertices, faces)
     scene = RayScene(scan_v, scan_f)
+    scan_edge = boundary_vertex_mask(scan_f, len(scan_v))
     reach = settings.snap_max_mm
     hits = []
     for sign in (1.0, -1.0):
         cast = scene.cast(vertices, sign * normals)
         t = np.where(cast["t_hit"] <= reach, cast["t_hit"], np.inf)
-        edge = boundary_vertex_mask(scan_f, len(scan_v))[scan_f[np.maximum(cast["triangle"], 0)]].any(axis=1)
+        edge = scan_edge[scan_f[np.maximum(cast["triangle"], 0)]].any(axis=1)
         hits.append(np.where(edge, np.inf, t) * sign)
     forward, backward = hits
     h = np.where(np.abs(forward) <= np.abs(backward), forward, backward)
@@ -346,7 +344,7 @@ def snap_to_scan(vertices: np.ndarray, faces: np.ndarray, scan_v: np.ndarray, sc
     L = graph_laplacian(faces, len(vertices))
     w = np.where(met, 1.0, 1e-3)  # unmet vertices keep their place unless their neighbours move
     h_smooth = spla.spsolve((sp.diags(w) + settings.snap_smoothness * L).tocsc(), w * np.where(met, h, 0.0))
-    return vertices + h_smooth[:, None] * normals, met
+    return vertices + h_smooth[:, None] * normals
 
 
 def _median_finite(values: np.ndarray) -> float | None:
@@ -437,7 +435,7 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
     z, pose = fit_shape_space(space, P, boundary, pose, settings)
     t_fit = time.perf_counter()
     inv = np.linalg.inv(pose)
-    Pc, Pnc = _apply(inv, P), Pn @ inv[:3, :3].T
+    Pc, Pnc = apply_transform(inv, P), Pn @ inv[:3, :3].T
     V = space["vertices"] + np.tensordot(z * space["sigma"], space["basis"].astype(np.float64), axes=1)
     shape_fit = surface_residuals(V, Pc, Pnc, boundary)
     refined = refine_along_normals(V, space["faces"], Pc, Pnc, boundary, settings)
@@ -451,15 +449,14 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         # from the template mean in the fitted pose: a fit that cannot explain the face would misplace its
         # features, and MeshMonk's coarse-to-fine schedule finds them better from the mean
         try:
-            warped = meshmonk_nonrigid(space, _apply(pose, space["vertices"]), P_all, faces_scan, settings.crop_mm)
+            warped = meshmonk_nonrigid(space, apply_transform(pose, space["vertices"]), P_all, faces_scan, settings.crop_mm)
         except FacecoverError as exc:
             raise FacecoverError(f"{name}: does not look like a face: {exc}") from None
-        V = _apply(inv, warped)
+        V = apply_transform(inv, warped)
     else:
         V = refined
-    Vs, _ = snap_to_scan(V, space["faces"], _apply(inv, P_all), faces_scan, settings)
-    residuals = surface_residuals(Vs, Pc, Pnc, boundary)
-    V = Vs
+    V = snap_to_scan(V, space["faces"], apply_transform(inv, P_all), faces_scan, settings)
+    residuals = surface_residuals(V, Pc, Pnc, boundary)
     t_end = time.perf_counter()
     if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
             or residuals["inlier_fraction"] < settings.min_inlier_fraction):
@@ -479,7 +476,7 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         "rigid_initial_rms_mm": rigid_rms,
         "landmarks_found": int(np.isfinite(landmarks).all(axis=1).sum()),
         "landmark_residual_rigid_mm": landmark_residual,
-        "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, _apply(pose, V)) - landmarks,
+        "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, apply_transform(pose, V)) - landmarks,
                                                               axis=1)),
         "shape_mean_z2": float(np.mean(z**2)),
         "shape_coefficients": z.tolist(),

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
+from .meshtools import apply_transform
 
 SNAP_MM = 3.0               # the mark's edge moves by at most this
 MIN_DEPARTURE_MM = 0.1      # skin departing from the healthy face by more than this is wound (the scars' mask)
@@ -33,7 +34,7 @@ class MarkError(FacecoverError):
 def marks_in_canonical(points_scan: np.ndarray, scan_to_canonical: np.ndarray, scale_to_mm: float) -> np.ndarray:
     """Marked points (M, 3) in the scan's own coordinates -> the canonical frame (mm), as ingest maps the scan."""
     T = np.asarray(scan_to_canonical, np.float64)
-    return (np.asarray(points_scan, np.float64) * float(scale_to_mm)) @ T[:3, :3].T + T[:3, 3]
+    return apply_transform(T, np.asarray(points_scan, np.float64) * float(scale_to_mm))
 
 
 def check_marks(points_scan: np.ndarray, registered_vertices: np.ndarray, scan_to_canonical: np.ndarray,

@@ -28,6 +28,11 @@ def rigid_transform(source: np.ndarray, target: np.ndarray, weights: np.ndarray 
     return R, ct - R @ cs
 
 
+def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (n, 3) moved by a 4×4 rigid transform T."""
+    return np.asarray(points, np.float64) @ T[:3, :3].T + T[:3, 3]
+
+
 def edges_of(faces: np.ndarray) -> np.ndarray:
     """Directed edges (3m, 2) of triangles (m, 3), in face order."""
     return np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]

@@ -58,6 +58,7 @@ def cmd_injured_scan(args) -> None:
     the true healthy and injured surfaces and the wound in the scan's frame (evaluation only)."""
     from ..cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from ..files import load_npz, save_mesh, save_npz
+    from ..meshtools import apply_transform
     from ..scars import ScarSettings
     from ..seeds import person_rng
 
@@ -71,8 +72,8 @@ def cmd_injured_scan(args) -> None:
     uv = disk_parameterization(space["vertices"], space["faces"])
     vertices, faces, pose = synthetic_scan(injured, space["faces"], uv, rng,
                                            settings_from_json(ScanSettings, args.settings))
-    move = lambda p: p @ pose[:3, :3].T + pose[:3, 3]  # noqa: E731
-    save_npz(args.out_truth, healthy=move(truth), injured=move(injured), faces=space["faces"],
+    save_npz(args.out_truth, healthy=apply_transform(pose, truth), injured=apply_transform(pose, injured),
+             faces=space["faces"],
              wound=scar["mask"].astype(bool), displacement=scar["displacement"], scan_pose=pose,
              vertices=injured)  # `vertices`: the injured truth in canonical pose, for ingest's vertex errors
     save_mesh(args.out_scan, vertices, faces)

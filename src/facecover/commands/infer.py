@@ -58,6 +58,8 @@ def _given_wound(path: str, registration_report: str | None, vertices: np.ndarra
     import trimesh
     from scipy.spatial import cKDTree
 
+    from ..meshtools import apply_transform
+
     if not p.is_file():
         raise FacecoverError(f"{p}: wound file not found")
     try:
@@ -70,7 +72,7 @@ def _given_wound(path: str, registration_report: str | None, vertices: np.ndarra
         raise FacecoverError(f"{p}: a wound selection in scan coordinates needs the ingest report (--registration)")
     report = json.loads(Path(registration_report).read_text())
     T = np.asarray(report["scan_to_canonical"])
-    canonical = (points * report.get("scale_to_mm", 1.0)) @ T[:3, :3].T + T[:3, 3]
+    canonical = apply_transform(T, points * report.get("scale_to_mm", 1.0))
     distance, _ = cKDTree(canonical).query(vertices)
     wound = distance < 2.0  # mm: a registered vertex lies on the selected region
     if not wound.any():
@@ -181,7 +183,8 @@ def cmd_cover_scores(args) -> None:
     """Each test subject's cover, from its injured raw scan, scored in the scan's frame against the true
     surfaces (`cover_scores`), with the wound found, the false wound on its uninjured scan, and the
     reference cover (made from the true healthy face on the uninjured registration) scored the same way."""
-    from ..cover_scores import apply_transform, found_wound_iou, score_cover
+    from ..cover_scores import found_wound_iou, score_cover
+    from ..meshtools import apply_transform
     from ..files import load_mesh_arrays, load_npz
     from ..printing import PrinterSettings
     from ..summary import rounded, write_csv

@@ -215,7 +215,7 @@ def implausible_wound(wound: np.ndarray, openings: np.ndarray, ops: dict, settin
         reasons.append(f"{100 * share:.0f} % of the face ({area.sum():.0f} mm²; at most "
                        f"{100 * settings.max_wound_share:.0f} % expected)")
     near = grown(wound, ops["graph"], settings.opening_margin_mm)
-    touched = sorted(set(np.unique(openings[near & (openings > 0)]).tolist()))
+    touched = np.unique(openings[near & (openings > 0)]).tolist()
     if touched:
         reasons.append("touching " + " and ".join(OPENINGS[t] for t in touched))
     return reasons
