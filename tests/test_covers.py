@@ -179,16 +179,25 @@ def test_print_check_measures_walls_at_their_thickness():
     assert checks["wall_thickness_p5_mm"] == pytest.approx(0.95, abs=1e-3)
 
 
-def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path, capsys):
-    import shutil
-
+def filled(space, healthy, healthy_solid, tmp_path, region: str, seed: int, *filling_args) -> np.ndarray:
+    """A round scar on `region` of the healthy face, the injured and the healthy solid written to tmp_path
+    (injured.ply, healthy.ply) and `facecover filling` run on them (fill.ply, + `filling_args`); returns the
+    injured vertices (mm)."""
     face = prepare_face(healthy, space["faces"], space["regions"])
-    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
+    h, _ = one_scar(face, "round", region, np.random.default_rng(seed))
     injured = healthy + h[:, None] * face.normals
     save_mesh(tmp_path / "injured.ply", injured, space["faces"])
     save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
     assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--out", str(tmp_path / "fill.ply"), "--out-footprint", str(tmp_path / "fill_footprint.npz")]) == 0
+                 *filling_args, "--out", str(tmp_path / "fill.ply")]) == 0
+    return injured
+
+
+def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, healthy_solid, tmp_path, capsys):
+    import shutil
+
+    injured = filled(space, healthy, healthy_solid, tmp_path, "cheek_left", 1,
+                     "--out-footprint", str(tmp_path / "fill_footprint.npz"))
     out = tmp_path / "prints"
     args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
             "--sides", str(tmp_path / "fill_footprint.npz"), "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"),
@@ -229,12 +238,7 @@ def test_print_cli_writes_checked_stl_profile_gcode_and_report(space, healthy, h
 
 def test_slicer_failure_is_a_clear_error_and_writes_nothing(space, healthy, healthy_solid, tmp_path, monkeypatch,
                                                            capsys):
-    face = prepare_face(healthy, space["faces"], space["regions"])
-    h, _ = one_scar(face, "round", "forehead", np.random.default_rng(2))
-    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
-    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
-    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--out", str(tmp_path / "fill.ply")]) == 0
+    filled(space, healthy, healthy_solid, tmp_path, "forehead", 2)
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "prusa-slicer").write_text("#!/bin/sh\necho 'Objects could not fit on the bed' >&2\nexit 134\n")
@@ -287,12 +291,7 @@ def test_every_material_profile_slices(material, tmp_path):
 
 
 def test_print_cli_makes_the_mould_when_asked(space, healthy, healthy_solid, tmp_path):
-    face = prepare_face(healthy, space["faces"], space["regions"])
-    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
-    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
-    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
-    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--out", str(tmp_path / "fill.ply")]) == 0
+    filled(space, healthy, healthy_solid, tmp_path, "cheek_left", 1)
     out = tmp_path / "prints"
     args = ["print", "--filling", str(tmp_path / "fill.ply"), "--injured", str(tmp_path / "injured.ply"),
             "--out-stl", str(out / "s.stl"), "--out-face-stl", str(out / "s_face.stl"), "--out-ini", str(out / "s.ini"),
@@ -315,15 +314,10 @@ def test_gap_map_shows_the_clearance(space, healthy, healthy_solid, tmp_path):
     from facecover.files import load_mesh_arrays, load_npz
     from facecover.filling import skin_gap
 
-    face = prepare_face(healthy, space["faces"], space["regions"])
-    h, _ = one_scar(face, "round", "cheek_left", np.random.default_rng(1))
-    save_mesh(tmp_path / "injured.ply", healthy + h[:, None] * face.normals, space["faces"])
-    save_mesh(tmp_path / "healthy.ply", *healthy_solid[:2])
-    assert main(["filling", "--injured", str(tmp_path / "injured.ply"), "--healthy", str(tmp_path / "healthy.ply"),
-                 "--settings", json.dumps({"clearance_mm": 0.4}), "--out", str(tmp_path / "fill.ply"),
-                 "--out-footprint", str(tmp_path / "fp.npz")]) == 0
+    injured = filled(space, healthy, healthy_solid, tmp_path, "cheek_left", 1, "--settings",
+                     json.dumps({"clearance_mm": 0.4}), "--out-footprint", str(tmp_path / "fp.npz"))
     arrays = load_npz(tmp_path / "fp.npz")
-    gap = skin_gap(healthy + h[:, None] * face.normals, arrays["footprint"].astype(bool),
+    gap = skin_gap(injured, arrays["footprint"].astype(bool),
                    *load_mesh_arrays(tmp_path / "fill.ply"), arrays["cover_side"])
     under = gap[np.isfinite(gap)]
     assert len(under) == arrays["footprint"].sum() > 0
