@@ -113,7 +113,8 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
     from . import FacecoverError
     from .filling import FillingSettings, cover_solid
     from .learn.evaluate import shape_completion
-    from .learn.infer import fit_healthy_face, grown, implausible_wound, mesh_operators
+    from .learn.infer import fit_healthy_face, implausible_wound, mesh_operators
+    from .meshtools import grown
     from .watertight import make_watertight
 
     faces = space["faces"]

@@ -43,7 +43,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from . import FacecoverError
 from .meshtools import (boundary_edges, boundary_loops, boundary_vertex_mask, compact, edge_graph, face_components,
-                        DistanceScene, RayScene, face_normals, mesh_volume, neighbour_mean, smoothed_normals,
+                        DistanceScene, RayScene, face_normals, grown, mesh_volume, neighbour_mean, smoothed_normals,
                         subdivide, triangle_areas, vertex_normals)
 
 
@@ -254,15 +254,12 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         raise FacecoverError(f"{name}: {100 * wound.mean():.0f} % of the face differs from the healthy face by "
                              f"more than {settings.wound_threshold_mm} mm: the meshes are not aligned or not at the same scale")
     graph = edge_graph(injured_v, injured_f)
-    if blocked.any():  # keep the cover off the openings
-        near_opening = np.isfinite(dijkstra(graph, directed=False, indices=np.flatnonzero(blocked),
-                                            limit=settings.opening_margin_mm, min_only=True))
+    near_opening = grown(blocked > 0, graph, settings.opening_margin_mm)  # keep the cover off the openings
+    if near_opening.any():
         wound &= ~near_opening
         if not wound.any():
             raise FacecoverError(f"{name}: the wound lies entirely within {settings.opening_margin_mm} mm of an eye "
                                  "opening, a nostril or the mouth opening: no cover can be made there")
-    else:
-        near_opening = np.zeros(len(injured_v), bool)
     reach = dijkstra(graph, directed=False, indices=np.flatnonzero(wound), limit=settings.margin_mm, min_only=True)
     region = np.isfinite(reach) & ~near_opening
     selected = _fill_pinches(injured_f, region[injured_f].all(axis=1))

@@ -156,6 +156,16 @@ def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     return sp.coo_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)).tocsr()
 
 
+def grown(mask: np.ndarray, graph: sp.csr_matrix, distance_mm: float) -> np.ndarray:
+    """`mask` (N,) widened by a geodesic distance (mm) along the mesh edges (`edge_graph`)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    if distance_mm <= 0 or not mask.any():
+        return np.asarray(mask, bool).copy()
+    return np.isfinite(dijkstra(graph, directed=False, indices=np.flatnonzero(mask), limit=distance_mm,
+                                min_only=True))
+
+
 def face_components(faces: np.ndarray) -> np.ndarray:
     """Connected-component label (m,) of each face (sharing an edge connects)."""
     from scipy.sparse.csgraph import connected_components

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from .. import FacecoverError
+from ..meshtools import grown
 from .evaluate import shape_completion
 
 
@@ -85,16 +86,6 @@ def grow_wound(score: np.ndarray, graph: sp.csr_matrix, areas: np.ndarray, seed:
     keep = np.isin(labels, seeded) & (part_area[labels] >= min_area_mm2)
     wound[ids[keep]] = True
     return wound
-
-
-def grown(mask: np.ndarray, graph: sp.csr_matrix, distance_mm: float) -> np.ndarray:
-    """`mask` (N,) widened by a geodesic distance (mm) along the mesh edges."""
-    from scipy.sparse.csgraph import dijkstra
-
-    if distance_mm <= 0 or not mask.any():
-        return np.asarray(mask, bool).copy()
-    return np.isfinite(dijkstra(graph, directed=False, indices=np.flatnonzero(mask), limit=distance_mm,
-                                min_only=True))
 
 
 def smooth_offsets(offset: np.ndarray, weights: np.ndarray, bilaplacian: sp.spmatrix, smoothing: float) -> np.ndarray:
