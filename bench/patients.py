@@ -46,7 +46,7 @@ from facecover.files import load_mesh_arrays, load_npz
 from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
-from facecover.learn.infer import FitSettings, fit_noise
+from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
 
 R = Path("results")
 
@@ -76,7 +76,7 @@ def main() -> None:
     # each candidate's noise model, measured as the workflow's fit_noise rule does: on the registered training scans
     train = subjects_in(read_split(R / "splits.csv"), "train")
     healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
-    noise = [fit_noise(decoder, space["faces"], healthy, one) for one in settings]
+    noise = [fit_noise(decoder, space["faces"], healthy, one, fit_nuisance(space, one)) for one in settings]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:

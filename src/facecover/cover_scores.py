@@ -113,13 +113,14 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
     from . import FacecoverError
     from .filling import FillingSettings, cover_solid
     from .learn.evaluate import shape_completion
-    from .learn.infer import fit_healthy_face, implausible_wound, mesh_operators
+    from .learn.infer import fit_healthy_face, fit_nuisance, implausible_wound, mesh_operators
     from .meshtools import grown
     from .watertight import make_watertight
 
     faces = space["faces"]
     ops = mesh_operators(reg.vertices, faces)
-    fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops)
+    fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops,
+                           nuisance=fit_nuisance(space, settings), openings=space["openings"])
     implausible = implausible_wound(fit["wound"], space["openings"], ops, settings)
     row = {"found_mm2": fit["wound_area_mm2"], "implausible": "; ".join(implausible)}
     # the shape-model baseline: least squares to every vertex, the wound where the skin is > 1 mm off

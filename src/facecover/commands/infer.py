@@ -87,7 +87,8 @@ def cmd_infer(args) -> None:
     from ..files import load_mesh_arrays, load_npz, save_json, save_mesh, save_npz
     from ..learn.data import read_split
     from ..learn.decoder import load_decoder
-    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face, implausible_wound, mesh_operators
+    from ..learn.infer import (FitSettings, choose_experiment, fit_healthy_face, fit_nuisance, implausible_wound,
+                                mesh_operators)
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
 
@@ -112,7 +113,7 @@ def cmd_infer(args) -> None:
     settings = settings_from_json(FitSettings, args.fit_settings)
     ops = mesh_operators(injured, space["faces"])
     fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, wound=wound, name=args.injured,
-                           operators=ops)
+                           operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
     implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
     if implausible and args.on_implausible == "stop":
         raise FacecoverError(

@@ -232,7 +232,7 @@ def cmd_fit_noise(args) -> None:
     the pool's exact faces."""
     from ..files import load_mesh_arrays, load_npz, save_npz
     from ..learn.decoder import load_decoder
-    from ..learn.infer import fit_noise
+    from ..learn.infer import fit_noise, fit_nuisance
 
     space = load_space(args.space)
     decoder = load_decoder(args.decoder, len(space["vertices"]))
@@ -245,7 +245,8 @@ def cmd_fit_noise(args) -> None:
         rng = np.random.default_rng([int(args.seed), 2])
         chosen = np.sort(rng.choice(len(pool["vertices"]), min(args.faces, len(pool["vertices"])), replace=False))
         faces, names, what = pool["vertices"][chosen].astype(np.float64), pool["names"][chosen], "healthy pool faces"
-    noise = fit_noise(decoder, space["faces"], faces, _fit_settings(args.settings))
+    settings = _fit_settings(args.settings)
+    noise = fit_noise(decoder, space["faces"], faces, settings, fit_nuisance(space, settings))
     save_npz(args.out, noise_mm=noise, faces_used=names)
     print(f"fit noise on {len(faces)} {what}: median {np.median(noise):.3f} mm, "
           f"95th percentile {np.percentile(noise, 95):.3f} mm", file=sys.stderr)
@@ -262,7 +263,7 @@ def cmd_evaluate(args) -> None:
     from ..learn.data import load_embeddings, read_split, subjects_in
     from ..learn.decoder import decode, load_decoder
     from ..learn.evaluate import FRONTAL_VIEW, region_masks, score_subject, shape_completion
-    from ..learn.infer import fit_healthy_face, mesh_operators
+    from ..learn.infer import fit_healthy_face, fit_nuisance, mesh_operators
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
 
@@ -285,6 +286,7 @@ def cmd_evaluate(args) -> None:
             raise FacecoverError(f"evaluate: method '{method}' needs --fit-noise (the fit's noise on healthy faces)")
         noise = load_npz(args.fit_noise)["noise_mm"]
         fit_settings = _fit_settings(args.fit_settings)
+        nuisance = fit_nuisance(space, fit_settings)
     prior = None
     if method == "completion":  # its prior weight is chosen on the validation subjects, like the epochs
         cases = []
@@ -312,6 +314,7 @@ def cmd_evaluate(args) -> None:
                 injured = scars[x.rsplit("_", 1)[0]]["injured"]
                 recon.append(fit_healthy_face(decoder, injured, space["faces"], zi, noise, fit_settings,
                                               operators=mesh_operators(injured, space["faces"]),
+                                              nuisance=nuisance, openings=space.get("openings"),
                                               name=f"{s}/{x}")["healthy"])
         elif net is not None:
             recon = list(decode(decoder, predict_coefficients(net, cache["clean"])))

@@ -35,7 +35,7 @@ def cmd_learning_report(args) -> None:
     from ..learn.data import load_embeddings, read_split, subjects_in
     from ..learn.decoder import decode, load_decoder
     from ..learn.evaluate import align_outside_wound
-    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face
+    from ..learn.infer import FitSettings, choose_experiment, fit_healthy_face, fit_nuisance
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
     from ..summary import error_heatmap_figure, iou_figure, learning_curves_figure
@@ -51,6 +51,7 @@ def cmd_learning_report(args) -> None:
     net, _ = load_mapping(Path(args.checkpoints_dir) / f"recon_{experiment}.pt", len(decoder["basis"]))
     noise = load_npz(args.fit_noise)["noise_mm"]
     fit_settings = settings_from_json(FitSettings, args.fit_settings)
+    nuisance = fit_nuisance(space, fit_settings)
     panels = []
     for s in subjects_in(read_split(args.split), "test", args.split)[:3]:
         cache = load_embeddings(Path(args.embeddings_dir) / f"{s}.npz")
@@ -60,7 +61,8 @@ def cmd_learning_report(args) -> None:
         injured = load_mesh_arrays(Path(args.scars_dir) / s / f"{args.variant}.ply")[0]
         wound = load_npz(Path(args.scars_dir) / s / f"{args.variant}.npz")["mask"].astype(bool)
         image_only = align_outside_wound(decode(decoder, z), injured, wound)
-        fitted = fit_healthy_face(decoder, injured, space["faces"], z, noise, fit_settings)["healthy"]
+        fitted = fit_healthy_face(decoder, injured, space["faces"], z, noise, fit_settings, nuisance=nuisance,
+                                  openings=space.get("openings"))["healthy"]
         for label, v in ((experiment, image_only), (f"{experiment}+fit", fitted)):
             err = np.linalg.norm(v - healthy, axis=1)
             panels.append({"vertices": v, "error_mm": err, "wound": wound,

@@ -3,7 +3,10 @@
 1. The image: the mapping network turns the photo's ArcFace embedding into decoder coefficients z_img —
    a whole healthy face, but only as good as an image can tell (about a millimetre).
 2. The fit: the decoder's coefficients are refitted to the injured registered mesh, regularised towards
-   z_img (λ |z − z_img|²) and alternated with a rigid alignment. A linear model of a few dozen modes
+   z_img (λ |z − z_img|²) and alternated with a rigid alignment. The decoder learned neutral faces of one
+   face model; a scan also shows an expression and proportions beyond it, so the fit may add ICT's 53
+   expressions and the template's smoothest deformations (`fit_nuisance`, wavelengths ≥ ~60 mm, broader
+   than a wound), each with its own prior spread. A linear model of a few dozen modes
    misses a person's fine detail (tenths of a mm), so the skin-minus-fit offset is smoothed over the
    face with a thin-plate smoothing spline (min Σ w |d − o|² + μ Σ |L d|²). What the spline cannot
    follow is the wound. The fit is made robust to it by iteratively reweighted least squares: a vertex
@@ -11,10 +14,14 @@
    the decoder fit and the spline; s = `weight_factor` × the vertex's noise level σ on healthy faces
    (`fit_noise`: larger at the nose tip, lips and eyelids, where the spline follows the skin less well).
 3. The wound (unknown for a real patient): vertices whose remaining offset exceeds `seed_factor` × their
-   threshold seed it, and it grows through neighbours above the threshold (hysteresis, like an edge
-   detector); the threshold is `noise_factor` × σ, at least `wound_threshold_mm`. Specks are dropped.
+   threshold seed it, and it grows through neighbours above `grow_factor` thresholds (hysteresis, like an
+   edge detector); the threshold is `noise_factor` × σ, at least `wound_threshold_mm`. With `inward_only`
+   the offset counted is how far the skin lies *below* the fitted face (a wound to fill is tissue lost;
+   eyelid, lip and fold misfits go both ways), and no wound starts within `opening_clearance_mm` of an eye
+   opening, a nostril or the mouth (where faces depart most from a model). Specks are dropped.
    Then `refine_rounds` more fits leave the wound and a band of `exclusion_band_mm` around it out
    entirely, and the wound is found again: its faint edges, which the robust fit half-absorbed, show.
+   Each part is then widened by `wound_margin_share` of its radius: a dent's rim is shallower than the noise.
    A given mask replaces the detection; a hand mark (`marked_wound.MarkedWound`) is first left out with a
    band of its `snap_mm`, and its edge moved by at most `snap_mm`: over skin whose remaining offset exceeds
    twice the threshold, off skin below a fifth of it (`marked_wound.snapped_edge`).
@@ -32,7 +39,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from .. import FacecoverError
-from ..meshtools import grown
+from ..meshtools import grown, vertex_normals
 from .evaluate import shape_completion
 
 
@@ -49,15 +56,53 @@ class FitSettings:
     roughness_factor: float = 2.5        # ... and above this many times this mesh's median remaining offset (a
                                          # registration rougher than the healthy faces measured, e.g. MeshMonk's)
     seed_factor: float = 3.0             # seeds: remaining offset above this many thresholds
+    grow_factor: float = 1.0             # ... grown through neighbours above this many
     min_wound_area_mm2: float = 4.0      # smaller specks are dropped
     iterations: int = 6                  # robust (reweighted) rounds
     refine_rounds: int = 2               # then rounds that leave the wound found so far out entirely
     exclusion_band_mm: float = 2.0       # ... with this band around it
     wound_margin_mm: float = 0.0         # the wound found, widened by this (geodesic) before the blend: its
-                                         # shallow edge lies under the scanner's noise and is not seen
+                                         # shallow edge lies under the scanner's noise and is not seen ...
+    wound_margin_share: float = 0.0      # ... and each part by this share of its radius (√(area / π))
     max_wound_parts: int = 3             # a wound found in more separate parts than this is implausible ...
     max_wound_share: float = 0.15        # ... so is one over more than this share of the face's area ...
     opening_margin_mm: float = 1.5       # ... or one within this of an eye opening, a nostril or the mouth
+    expression_sd: float = 0.0           # the fit also moves the face by ICT's 53 expressions (weights of this
+                                         # prior spread; 0: none) ...
+    smooth_modes: int = 0                # ... and by this many smooth (Laplace-Beltrami) deformations per axis ...
+    smooth_sd_mm: float = 2.0            # ... of this prior spread (mm at the mode's peak)
+    inward_only: bool = False            # the wound: only skin lying *below* the fitted face (tissue lost)
+    opening_clearance_mm: float = 0.0    # no wound starts within this of an eye opening, a nostril or the mouth
+                                         # (eyelids, alae and lips are where a face departs most from a model)
+
+
+def fit_nuisance(space: dict, settings: FitSettings) -> np.ndarray | None:
+    """Deformations (M, N, 3) mm the fit may add to the decoder's face, each scaled to its prior spread (so
+    its coefficient is ~N(0, 1) like the decoder's): the face space's expressions (`expression_basis`, ICT's
+    blendshapes on the template) × `expression_sd`, and the template's `smooth_modes` lowest
+    Laplace-Beltrami modes along x, y and z × `smooth_sd_mm`. What a person's scan may show that the
+    decoder, learned on neutral faces, does not: an expression, broad proportions. None when both are off
+    (a face space without expressions gives the smooth modes only)."""
+    from ..shape_space import laplace_beltrami_modes
+
+    parts = []
+    if settings.expression_sd > 0 and "expression_basis" in space:
+        parts.append(settings.expression_sd * np.asarray(space["expression_basis"], np.float64))
+    if settings.smooth_modes > 0:
+        phi = laplace_beltrami_modes(np.asarray(space["vertices"], np.float64), space["faces"], settings.smooth_modes)
+        axes = np.eye(3)
+        parts.append(settings.smooth_sd_mm * (phi[:, None, :, None] * axes[None, :, None, :]).reshape(-1, phi.shape[1], 3))
+    return np.concatenate(parts) if parts else None
+
+
+def with_nuisance(decoder: dict, prior: np.ndarray | None, nuisance: np.ndarray | None) -> tuple[dict, np.ndarray | None]:
+    """The decoder with `nuisance` deformations (M, N, 3) appended to its basis, and the prior coefficients
+    (K,) padded with M zeros (None stays None: the mean face, nuisance at rest)."""
+    if nuisance is None or len(nuisance) == 0:
+        return decoder, prior
+    extended = dict(decoder, basis=np.concatenate([np.asarray(decoder["basis"], np.float64),
+                                                   np.asarray(nuisance, np.float64)]))
+    return extended, None if prior is None else np.r_[np.asarray(prior, np.float64), np.zeros(len(nuisance))]
 
 
 def spd_solver(matrix):
@@ -72,10 +117,10 @@ def spd_solver(matrix):
 
 
 def grow_wound(score: np.ndarray, graph: sp.csr_matrix, areas: np.ndarray, seed: float,
-               min_area_mm2: float) -> np.ndarray:
+               min_area_mm2: float, grow: float = 1.0) -> np.ndarray:
     """Wound mask (N,) from per-vertex scores (offset / threshold): seeds above `seed`, grown through
-    connected vertices above 1; parts smaller than `min_area_mm2` (areas (N,) mm² per vertex) dropped."""
-    candidate = score > 1.0
+    connected vertices above `grow`; parts smaller than `min_area_mm2` (areas (N,) mm² per vertex) dropped."""
+    candidate = score > grow
     wound = np.zeros(len(score), bool)
     if not (score > seed).any():
         return wound
@@ -86,6 +131,22 @@ def grow_wound(score: np.ndarray, graph: sp.csr_matrix, areas: np.ndarray, seed:
     keep = np.isin(labels, seeded) & (part_area[labels] >= min_area_mm2)
     wound[ids[keep]] = True
     return wound
+
+
+def widened(wound: np.ndarray, ops: dict, margin_mm: float, share: float) -> np.ndarray:
+    """The wound (N,) bool with each connected part widened (geodesic) by `margin_mm` + `share` × the part's
+    radius √(area / π) (mm, areas from `mesh_operators`)."""
+    wound = np.asarray(wound, bool)
+    if share <= 0:
+        return grown(wound, ops["graph"], margin_mm)
+    ids = np.flatnonzero(wound)
+    _, labels = connected_components(ops["graph"][wound][:, wound], directed=False)
+    out = wound.copy()
+    for part in range(labels.max() + 1 if len(ids) else 0):
+        mask = np.zeros_like(wound)
+        mask[ids[labels == part]] = True
+        out |= grown(mask, ops["graph"], margin_mm + share * np.sqrt(ops["areas"][mask].sum() / np.pi))
+    return out
 
 
 def smooth_offsets(offset: np.ndarray, weights: np.ndarray, bilaplacian: sp.spmatrix, smoothing: float) -> np.ndarray:
@@ -119,15 +180,20 @@ def mesh_operators(vertices: np.ndarray, faces: np.ndarray) -> dict:
 
 def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prior: np.ndarray | None,
                      noise_mm: np.ndarray | None = None, settings: FitSettings = FitSettings(),
-                     wound: np.ndarray | None = None, name: str = "injured mesh", operators: dict | None = None) -> dict:
+                     wound: np.ndarray | None = None, name: str = "injured mesh", operators: dict | None = None,
+                     nuisance: np.ndarray | None = None, openings: np.ndarray | None = None) -> dict:
     """The healthy face behind an injured registered mesh (N, 3) mm, with `prior` decoder coefficients (K,)
     from the image (None: the mean face) and `noise_mm` (N,) the per-vertex noise of this fit on healthy
-    faces (`fit_noise`; None: uniform). Returns `healthy` (N, 3), `fitted` (N, 3) (the decoder face alone),
-    `wound` (N,) bool, `coefficients` (K,), `residual_mm` (N,) and fit figures (mm, mm²)."""
+    faces (`fit_noise`; None: uniform); `nuisance` (M, N, 3) more deformations the fit may use with a
+    N(0, 1) prior (`fit_nuisance`); `openings` (N,) ids > 0 on eye openings, nostrils and the mouth
+    (`template.opening_labels`), where no wound may start (`opening_clearance_mm`). Returns `healthy` (N, 3), `fitted` (N, 3) (the model's face alone),
+    `wound` (N,) bool, `coefficients` (K,) (the decoder's), `residual_mm` (N,) and fit figures (mm, mm²)."""
     injured = np.asarray(injured, np.float64)
     if injured.shape != decoder["mean"].shape:
         raise FacecoverError(f"{name}: {len(injured)} vertices; the decoder has {len(decoder['mean'])} "
                              "(the injured mesh must be registered to the template)")
+    n_decoder = len(decoder["basis"])
+    decoder, prior = with_nuisance(decoder, prior, nuisance)
     ops = operators or mesh_operators(injured, faces)
     noise = np.zeros(len(injured)) if noise_mm is None else np.asarray(noise_mm, np.float64)
     scale = np.maximum(settings.weight_factor * noise, settings.weight_scale_mm)
@@ -141,13 +207,24 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         fitted, z, pose = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior,
                                            iterations=3 if pose is None else 1, pose=pose)
         offset = injured - fitted
-        smooth = smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
-        return fitted, z, np.linalg.norm(offset - smooth, axis=1)
+        remaining = offset - smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
+        residual = np.linalg.norm(remaining, axis=1)
+        if settings.inward_only:  # the wound's measure: how far the skin lies below the fitted face
+            sunk = np.maximum(-np.einsum("ij,ij->i", remaining, vertex_normals(fitted, faces)), 0.0)
+        else:
+            sunk = residual
+        return fitted, z, residual, sunk
 
-    def detect(residual):
+    no_seed = np.zeros(len(injured), bool)
+    if openings is not None and settings.opening_clearance_mm > 0:
+        no_seed = grown(np.asarray(openings) > 0, ops["graph"], settings.opening_clearance_mm)
+
+    def detect(residual, sunk):
         level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
-        return grow_wound(residual / level, ops["graph"], ops["areas"], settings.seed_factor,
-                          settings.min_wound_area_mm2)
+        score = sunk / level  # near an opening a vertex may join a wound but not start one:
+        score = np.where(no_seed, np.minimum(score, settings.seed_factor), score)
+        return grow_wound(score, ops["graph"], ops["areas"], settings.seed_factor,
+                          settings.min_wound_area_mm2, settings.grow_factor)
 
     given = wound is not None
     if given:
@@ -156,28 +233,28 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         if snap_mm > 0:  # a hand mark (marked_wound.MarkedWound): fit without it and a band, then snap its edge
             from ..marked_wound import snapped_edge
 
-            fitted, z, residual = fit_round((~grown(found, ops["graph"], snap_mm)).astype(float))
+            fitted, z, residual, sunk = fit_round((~grown(found, ops["graph"], snap_mm)).astype(float))
             level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
-            found = snapped_edge(found, residual / level, injured, snap_mm, threshold_mm=2.0)
-        fitted, z, residual = fit_round((~found).astype(float))
+            found = snapped_edge(found, sunk / level, injured, snap_mm, threshold_mm=2.0)
+        fitted, z, residual, sunk = fit_round((~found).astype(float))
     else:
         weights = np.ones(len(injured))
         for round_ in range(max(1, settings.iterations)):
-            fitted, z, residual = fit_round(weights)
+            fitted, z, residual, sunk = fit_round(weights)
             # the first round's residuals include the wound's pull on the fit: judge them against their median
             s = scale if round_ else np.maximum(scale, 3.0 * np.median(residual))
             weights = 1.0 / (1.0 + (residual / s) ** 2)
-        found = detect(residual)
+        found = detect(residual, sunk)
         for _ in range(settings.refine_rounds):
-            fitted, z, residual = fit_round((~grown(found, ops["graph"], settings.exclusion_band_mm)).astype(float))
-            found = detect(residual)
-        found = grown(found, ops["graph"], settings.wound_margin_mm)
+            fitted, z, residual, sunk = fit_round((~grown(found, ops["graph"], settings.exclusion_band_mm)).astype(float))
+            found = detect(residual, sunk)
+        found = widened(found, ops, settings.wound_margin_mm, settings.wound_margin_share)
     if found.mean() > 0.5:
         raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
                              "is the mesh a registered face in mm?")
     healthy = blend_into_skin(fitted, injured, found, ops["bilaplacian"])
     outside = ~found
-    return {"healthy": healthy, "fitted": fitted, "wound": found, "coefficients": z, "residual_mm": residual,
+    return {"healthy": healthy, "fitted": fitted, "wound": found, "coefficients": z[:n_decoder], "residual_mm": residual, "sunk_mm": sunk,
             "fit_residual_outside_wound_mm": float(residual[outside].mean()) if outside.any() else float("nan"),
             "wound_area_mm2": float(ops["areas"][found].sum()), "wound_given": given}
 
@@ -212,13 +289,14 @@ def implausible_wound(wound: np.ndarray, openings: np.ndarray, ops: dict, settin
     return reasons
 
 
-def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, settings: FitSettings = FitSettings()
-              ) -> np.ndarray:
+def fit_noise(decoder: dict, faces: np.ndarray, healthy_faces: np.ndarray, settings: FitSettings = FitSettings(),
+              nuisance: np.ndarray | None = None) -> np.ndarray:
     """Per-vertex noise (N,) mm of the fit on healthy faces (F, N, 3): the RMS of the offset the smoothing
     spline leaves when each face is fitted from the mean face with every vertex counted (a healthy face
-    has no wound to leave out) — what a wound has to exceed to be seen."""
+    has no wound to leave out) — what a wound has to exceed to be seen. `nuisance` as in `fit_healthy_face`."""
     if len(healthy_faces) == 0:
         raise FacecoverError("fit noise: no healthy faces to measure it on")
+    decoder, _ = with_nuisance(decoder, None, nuisance)
     ops = mesh_operators(np.asarray(healthy_faces[0], np.float64), faces)
     residuals = []
     for face in np.asarray(healthy_faces, np.float64):
