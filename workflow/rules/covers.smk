@@ -109,6 +109,7 @@ rule preview:
     input:
         filling="results/fillings/{subject}.ply",
         sides="results/fillings/{subject}_footprint.npz",
+        wound="results/reconstructions/{subject}_wound.npz",
         injured=injured_mesh,
     conda:
         "../../envs/covers.yaml"
@@ -118,7 +119,7 @@ rule preview:
         "results/logs/preview/{subject}.log",
     shell:
         "facecover preview --injured {input.injured} --filling {input.filling} --title {wildcards.subject}"
-        " --sides {input.sides} --out {output.still} --out-html {output.interactive} --out-gap {output.gap} 2> {log}"
+        " --sides {input.sides} --wound {input.wound} --out {output.still} --out-html {output.interactive} --out-gap {output.gap} 2> {log}"
 
 
 use rule watertight as reference_watertight with:

@@ -190,6 +190,16 @@ def cmd_preview(args) -> None:
     center = face_v.mean(axis=0)
     images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
               for yaw in (0.0, 35.0, -35.0)]
+    if args.wound:  # a fourth view: the face alone, the wound the cover is made for in red
+        from ..files import load_npz
+
+        wound = load_npz(args.wound)["wound"].astype(bool)
+        if len(wound) != len(face_v):
+            raise FacecoverError(f"{args.wound}: its wound has {len(wound)} entries for {len(face_v)} injured vertices")
+        red = wound[face_f].all(axis=1)
+        images.append(Scene(face_v, face_f).render(
+            frontal_camera(center, 230.0, args.size), DEFAULT_LIGHTS,
+            face_colors=np.where(red[:, None], [0.85, 0.2, 0.2], [0.85, 0.85, 0.85])))
     save_png(args.out, np.hstack(images).astype(np.uint8))
     if args.out_gap:  # the gap map: the face coloured by the gap under the cover, and its histogram
         from ..filling import skin_gap
@@ -268,6 +278,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--out-html", help="also an interactive 3D view (self-contained HTML, WebGL)")
     p.add_argument("--sides", help="the filling's footprint .npz (footprint, cover_side), for --out-gap")
+    p.add_argument("--wound", help="the wound the cover is made for (.npz with 'wound' over the injured mesh's "
+                                   "vertices, as infer writes it): shown in red in a fourth, uncovered view")
     p.add_argument("--out-gap", help="also the gap map: the face coloured by the gap between the cover's skin "
                                      "side and the skin, and its histogram (PNG)")
     p.set_defaults(func=cmd_preview)

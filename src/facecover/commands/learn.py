@@ -205,16 +205,26 @@ def _scars(scars_dir: str, subject: str, variants: list[str], n_vertices: int) -
     return out
 
 
-def _completion_prior(decoder, cases, grid=(0.01, 0.1, 1.0, 10.0, 100.0)) -> float:
-    """The prior weight λ (mm²) of shape-model completion with the lowest wound MAE on validation cases
-    (healthy (N, 3), injured (N, 3), wound mask (N,))."""
-    from ..learn.evaluate import align_outside_wound, shape_completion
+def _completion(decoder, injured, wound, prior_weight, faces) -> np.ndarray:
+    """Shape-model completion told the true wound (N,) bool: the decoder fitted outside it, then blended into
+    the skin as the fit's healthy face is (`blend_into_skin`), so the two compare like for like (mm)."""
+    from ..learn.evaluate import shape_completion
+    from ..learn.infer import blend_into_skin, mesh_operators
+
+    fitted = shape_completion(decoder, injured, (~wound).astype(float), prior_weight)[0]
+    return blend_into_skin(fitted, injured, wound, mesh_operators(injured, faces)["bilaplacian"])
+
+
+def _completion_prior(decoder, cases, faces, grid=(0.01, 0.1, 1.0, 10.0, 100.0)) -> float:
+    """The prior weight λ (mm²) of shape-model completion (`_completion`) with the lowest wound MAE on
+    validation cases (healthy (N, 3), injured (N, 3), wound mask (N,))."""
+    from ..learn.evaluate import align_outside_wound
 
     scores = []
     for lam in grid:
         err = []
         for healthy, injured, wound in cases:
-            v, _, _ = shape_completion(decoder, injured, (~wound).astype(float), lam)
+            v = _completion(decoder, injured, wound, lam, faces)
             err.append(np.linalg.norm(align_outside_wound(v, injured, wound) - healthy, axis=1)[wound].mean())
         scores.append(np.mean(err))
     return float(grid[int(np.argmin(scores))])
@@ -256,13 +266,13 @@ def cmd_evaluate(args) -> None:
     """Methods: a fine-tuned experiment (--checkpoint; image only, every test image), the same followed by
     the fit to the injured scan ('<experiment>+fit'; each variant's frontal image), and the baselines:
     'mean' (the mean face), 'injured' (the injured face itself), 'completion' (shape-model completion
-    outside the true wound, no image), 'meanface+fit' (the fit with the mean face as prior, no image)."""
+    outside the true wound, blended into the skin as the fit is; no image), 'meanface+fit' (the fit with the mean face as prior, no image)."""
     import pandas as pd
 
     from ..files import atomic_path, load_npz
     from ..learn.data import load_embeddings, read_split, subjects_in
     from ..learn.decoder import decode, load_decoder
-    from ..learn.evaluate import FRONTAL_VIEW, region_masks, score_subject, shape_completion
+    from ..learn.evaluate import FRONTAL_VIEW, region_masks, score_subject
     from ..learn.infer import fit_healthy_face, fit_nuisance, mesh_operators
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
@@ -295,7 +305,7 @@ def cmd_evaluate(args) -> None:
             stems = load_embeddings(Path(args.embeddings_dir) / f"{s}.npz")["stem"]
             for sc in _scars(args.scars_dir, s, sorted({x.rsplit("_", 1)[0] for x in stems}), n).values():
                 cases.append((healthy, sc["injured"], sc["mask"]))
-        prior = _completion_prior(decoder, cases)
+        prior = _completion_prior(decoder, cases, space["faces"])
     rows = []
     for s in test:
         cache = load_embeddings(Path(args.embeddings_dir) / f"{s}.npz")
@@ -326,7 +336,7 @@ def cmd_evaluate(args) -> None:
                 elif method == "injured":
                     per_variant[v] = sc["injured"]
                 else:
-                    per_variant[v] = shape_completion(decoder, sc["injured"], (~sc["mask"]).astype(float), prior)[0]
+                    per_variant[v] = _completion(decoder, sc["injured"], sc["mask"], prior, space["faces"])
             recon = [per_variant[x.rsplit("_", 1)[0]] for x in stems]
         rows += score_subject(s, list(zip(stems, recon)), healthy, space["faces"], scars, masks, args.threshold_mm,
                               truth)
