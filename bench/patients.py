@@ -64,6 +64,8 @@ def main() -> None:
                     help="fit settings key=value on top of config.yaml's fit; repeat --set for more candidates, "
                          "each scored on the same registered scans")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", help="a folder keeping each scan's registration: a second run with other --set "
+                                    "candidates scores them without registering again (seconds then exclude it)")
     ap.add_argument("--out", default=str(R / "benchmarks/patients.csv"))
     args = ap.parse_args()
     config = yaml.safe_load(Path("config.yaml").read_text())
@@ -86,8 +88,9 @@ def main() -> None:
                 radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
                 displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
                 for injured in (True, False):
+                    cached = Path(args.cache) / f"s{args.seed}_{face.name}_{int(injured)}.pkl" if args.cache else None
                     results = patient_case(space, decoder, noise, settings, face,
-                                           displacement if injured else None, rng, Path(tmp))
+                                           displacement if injured else None, rng, Path(tmp), cached)
                     for name, result in zip(candidates, results):
                         row = {"settings": name, "set": which, "face": face.name, "injured": injured,
                                "site": site if injured else "", "radius_mm": radius if injured else np.nan,

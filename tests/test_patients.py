@@ -7,7 +7,7 @@ import pytest
 from facecover.cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
 from facecover.cover_scores import found_wound_iou, patient_case, score_cover
 from facecover.heldout import dent, patient_faces, wound_site
-from facecover.learn.infer import FitSettings, fit_noise, implausible_wound, mesh_operators
+from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance, implausible_wound, mesh_operators
 from facecover.meshtools import DistanceScene, vertex_areas
 
 
@@ -99,7 +99,8 @@ def test_known_wound_on_an_ict_face_is_found_end_to_end_and_an_uninjured_scan_ge
     cover); the same face uninjured gives a false wound under 50 mm² and no implausible wound."""
     decoder, _ = model
     settings = product_fit_settings()
-    noise = fit_noise(decoder, space["faces"], registered_healthy_scans(space, tmp_path), settings)
+    noise = fit_noise(decoder, space["faces"], registered_healthy_scans(space, tmp_path), settings,
+                      fit_nuisance(space, settings))
     face = patient_faces(space, "cohort", 1, seed=5)[0]
     h = dent(face, wound_site(face, "cheek_right"), 13.0, -3.0)
     injured = patient_case(space, decoder, noise, settings, face, h, np.random.default_rng(1), tmp_path)

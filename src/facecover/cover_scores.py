@@ -19,8 +19,10 @@ canonical pose) and are brought into the scan's frame with the registration's `s
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -66,13 +68,15 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
 
 
 def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, displacement: np.ndarray | None,
-                 rng: np.random.Generator, workdir: Path) -> dict:
+                 rng: np.random.Generator, workdir: Path, cached: Path | None = None) -> dict:
     """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
     `ingest_scan`, then `patient_cover` with `settings` (a `FitSettings`, or a list of them: one row each,
-    the scan registered once; `noise` then a list too, the noise model measured with each). Returns a flat dict of figures (mm, mm²) — a list of them for a list of
-    settings — with `seconds` (scan file to cover)."""
+    the scan registered once; `noise` then a list too, the noise model measured with each). Returns a flat
+    dict of figures (mm, mm²) — a list of them for a list of settings — with `seconds` (scan file to cover).
+    `cached`: a .pkl file keeping the registration (vertices, scan_to_canonical) of this very scan, to score
+    other settings without registering again (`seconds` then excludes the registration)."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from .files import save_mesh
@@ -87,11 +91,17 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     save_mesh(path, scan_v, scan_f)
     t0 = time.perf_counter()
     many = isinstance(settings, (list, tuple))
-    try:
-        reg = ingest_scan(path, space)
-    except FacecoverError as exc:
-        row = {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
-        return [dict(row) for _ in settings] if many else row
+    if cached is not None and Path(cached).exists():
+        reg = SimpleNamespace(**pickle.loads(Path(cached).read_bytes()))
+    else:
+        try:
+            reg = ingest_scan(path, space)
+        except FacecoverError as exc:
+            row = {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
+            return [dict(row) for _ in settings] if many else row
+        if cached is not None:
+            Path(cached).parent.mkdir(parents=True, exist_ok=True)
+            Path(cached).write_bytes(pickle.dumps({"vertices": reg.vertices, "scan_to_canonical": reg.scan_to_canonical}))
     registering = time.perf_counter() - t0
     truth = {"pose": pose, "healthy": face.vertices, "injured": true_injured, "faces": face.faces,
              "wound": None if displacement is None else np.abs(displacement) > 0.1}
@@ -104,11 +114,14 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     return rows if many else rows[0]
 
 
-def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, truth: dict) -> dict:
+def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, truth: dict,
+                  wound: np.ndarray | None = None) -> dict:
     """A registered patient scan (`ingest.Registration`) through the fit (mean face prior, `settings` a
     `FitSettings`, `noise` (N,) mm its noise model), the plausibility check, `make_watertight` and
     `cover_solid` with the wound found, scored in the scan's frame against `truth` (`pose` (4, 4) true
     canonical → scan, `healthy` / `injured` (n, 3) mm over `faces`, `wound` (n,) bool or None: uninjured).
+    `wound` (N,) a given wound (a mask, or a `marked_wound.MarkedWound`) instead of the one the fit finds;
+    `footprint_iou` scores the cover's footprint against the true wound as `found_iou` does the wound.
     Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off."""
     from . import FacecoverError
     from .filling import FillingSettings, cover_solid
@@ -119,9 +132,9 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
 
     faces = space["faces"]
     ops = mesh_operators(reg.vertices, faces)
-    fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops,
+    fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops, wound=wound,
                            nuisance=fit_nuisance(space, settings), openings=space["openings"])
-    implausible = implausible_wound(fit["wound"], space["openings"], ops, settings)
+    implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
     row = {"found_mm2": fit["wound_area_mm2"], "implausible": "; ".join(implausible)}
     # the shape-model baseline: least squares to every vertex, the wound where the skin is > 1 mm off
     fitted, _, _ = shape_completion(decoder, reg.vertices, np.ones(len(reg.vertices)), settings.prior_weight_mm2, None)
@@ -129,12 +142,12 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
     row["baseline_found_mm2"] = float(ops["areas"][baseline].sum())
     to_scan = np.linalg.inv(reg.scan_to_canonical)
     move = lambda p: apply_transform(truth["pose"], p)  # noqa: E731  true canonical -> scan frame
-    wound = truth["wound"]
-    if wound is not None:
+    true_wound = truth["wound"]
+    if true_wound is not None:
         registered = apply_transform(to_scan, reg.vertices)
         true_injured = move(truth["injured"])
-        row |= found_wound_iou(true_injured, truth["faces"], wound, registered, fit["wound"])
-        row["baseline_found_iou"] = found_wound_iou(true_injured, truth["faces"], wound, registered,
+        row |= found_wound_iou(true_injured, truth["faces"], true_wound, registered, fit["wound"])
+        row["baseline_found_iou"] = found_wound_iou(true_injured, truth["faces"], true_wound, registered,
                                                     baseline)["found_iou"]
         if fit["wound"].any():
             try:
@@ -144,7 +157,9 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
                 near = grown(report["footprint"], ops["graph"], 0.5)
                 row["cover_touches_opening"] = bool((space["openings"][near] > 0).any())
                 row |= score_cover(apply_transform(to_scan, cv), cf, move(truth["healthy"]), true_injured,
-                                   truth["faces"], wound)
+                                   truth["faces"], true_wound)
+                row["footprint_iou"] = found_wound_iou(true_injured, truth["faces"], true_wound, registered,
+                                                       report["footprint"])["found_iou"]
             except FacecoverError as exc:
                 row["cover_failed"] = str(exc)
     return row
