@@ -132,7 +132,7 @@ def simplified_scan(vertices: np.ndarray, faces: np.ndarray, target_vertices: in
 def face_component_labels(faces: np.ndarray) -> np.ndarray:
     """Connected-component label (m,) of each triangle, triangles joined across edges that exactly two of
     them share — trimesh's `connected_component_labels(mesh.face_adjacency)`, the same graph and labels,
-    from int64 edge keys instead of row hashing (4x faster on a dense scan)."""
+    from int64 edge keys instead of row hashing (1.1 -> 0.8 s for 1M triangles)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
