@@ -52,6 +52,67 @@ def test_wound_found_by_the_fit_matches_the_scar(space, model, face):
     assert np.mean(errors) < 0.3
 
 
+def test_grow_wound_seeds_only_above_the_seed_threshold(space):
+    """Hysteresis on the face mesh: a patch scoring 2 thresholds everywhere (faint) is not a wound; a patch
+    scoring 1.5 with one vertex at 5 (a seed) is, all of it; a one-vertex speck of 10 (6 mm²) is dropped under a
+    10 mm² minimum. Seeding at
+    the grow threshold (1) would also return the faint patch."""
+    from facecover.learn.infer import grow_wound, mesh_operators
+
+    v = space["vertices"]
+    ops = mesh_operators(v, space["faces"])
+    regions = list(space["region_names"])
+
+    def disc(region, k, radius):
+        ids = np.flatnonzero(space["regions"] == regions.index(region))
+        centre = ids[k % len(ids)]
+        return np.linalg.norm(v - v[centre], axis=1) < radius, centre
+
+    faint, _ = disc("cheek_left", 30, 6.0)
+    seeded, peak = disc("cheek_right", 60, 6.0)
+    speck, top = disc("forehead", 40, 0.5)
+    score = np.zeros(len(v))
+    score[faint], score[seeded], score[speck] = 2.0, 1.5, 10.0
+    score[peak] = 5.0
+    assert speck.sum() == 1 and ops["areas"][faint].sum() > 50.0 and ops["areas"][seeded].sum() > 50.0
+    wound = grow_wound(score, ops["graph"], ops["areas"], seed=3.0, min_area_mm2=10.0)
+    assert np.array_equal(wound, seeded)
+    assert not grow_wound(np.minimum(score, 2.9), ops["graph"], ops["areas"], 3.0, 10.0).any()  # no seed: no wound
+
+
+def test_faint_patches_are_not_wounds_but_the_dent_is(space, model, face):
+    """A 3 mm dent (10 mm radius) on the forehead and six faint patches (±0.3 mm, 6 mm radius) on the cheeks,
+    chin and forehead: the fit finds the dent and none of the patches. Their remaining offset lies between the
+    grow threshold and the seed threshold: measured 0 mm² of the 422 mm² of patches found with seeds at 3
+    thresholds (the dent: 0.68 IoU), 83 mm² when seeding at the grow threshold (1), which takes every faint
+    patch that rises above it."""
+    from facecover.learn.infer import mesh_operators
+    from facecover.scars import round_scar
+    from facecover.template import REGION_ID
+
+    decoder, noise = model
+    healthy, prepared = face
+
+    def site(region, k):
+        ids = np.flatnonzero(space["regions"] == REGION_ID[region])
+        return int(ids[k % len(ids)])
+
+    dent = round_scar(prepared.graph, site("forehead", 40), 10.0, -3.0)
+    h, faint = dent.copy(), np.zeros(len(healthy), bool)
+    for i, (region, k) in enumerate([("cheek_left", 30), ("cheek_right", 60), ("chin", 20), ("forehead", 200),
+                                     ("cheek_left", 90), ("cheek_right", 120)]):
+        patch = round_scar(prepared.graph, site(region, k), 6.0, 0.3 * (-1) ** i)
+        h, faint = h + patch, faint | (np.abs(patch) > 0.02)
+    injured = healthy + h[:, None] * prepared.normals
+    truth = np.abs(dent) > 0.1
+    fit = fit_healthy_face(decoder, injured, space["faces"], None, noise)
+    areas = mesh_operators(injured, space["faces"])["areas"]
+    found_faint = areas[fit["wound"] & faint].sum()
+    assert found_faint < 25.0, found_faint
+    iou = (fit["wound"] & truth).sum() / ((fit["wound"] & ~faint) | truth).sum()
+    assert iou >= 0.55, iou  # measured 0.68
+
+
 def test_fit_recovers_a_known_rigid_offset(space, model, face):
     from scipy.spatial.transform import Rotation
 
@@ -85,7 +146,11 @@ def test_the_image_prior_pulls_the_fit_where_the_skin_says_nothing(space, model,
 
 
 def test_inference_returns_a_known_face_within_the_training_error(space):
-    """A pool identity's own clean embedding, through a model trained on it, comes back as that face."""
+    """A pool identity's *new* view (an embedding the model never saw: views 0-2 train it, view 3 chooses the
+    ridge penalty, view 4 is held out), through a model trained on its other views, comes back as that face,
+    about as well as the training views do. Measured: training views 0.24 mm (worst 0.31), held-out views
+    0.28 mm (worst 0.43); a model that only reproduces the rows it was trained on (the mean face for any other
+    embedding) gives 3.7 mm on the held-out views and still 0.24 mm on its training rows."""
     from facecover.learn.network import mapping_network
     from facecover.learn.train import linear_start, predict_coefficients
 
@@ -93,16 +158,25 @@ def test_inference_returns_a_known_face_within_the_training_error(space):
     pool = np.stack([person_vertices(space, person_rng(6, "pool", f"q{i}"), with_detail=True) for i in range(60)])
     decoder = pca_decoder(pool, 40)
     z = np.stack([coefficients_of(decoder, v) for v in pool])
-    X = (z @ rng.standard_normal((40, 512)))[np.repeat(np.arange(60), 4)] + rng.normal(0, 0.2, (240, 512))
+    views = 5
+    y, view = np.repeat(np.arange(60), views), np.tile(np.arange(views), 60)
+    X = (z @ rng.standard_normal((40, 512)))[y] + rng.normal(0, 0.2, (len(y), 512))
     X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
-    y = np.repeat(np.arange(60), 4)
+    train, val, held = view < 3, view == 3, view == 4
     net = mapping_network(40)
-    linear_start(net, decoder, np.ones(len(space["vertices"])), (X, y, pool), (X[::4], y[::4], pool))
-    recon = decode(decoder, predict_coefficients(net, X[::4]))
-    training_error = np.linalg.norm(recon - pool, axis=2).mean(axis=1)
+    linear_start(net, decoder, np.ones(len(space["vertices"])), (X[train], y[train], pool), (X[val], y[val], pool))
+
+    def error(rows):
+        return np.linalg.norm(decode(decoder, predict_coefficients(net, X[rows])) - pool[y[rows]], axis=2).mean(axis=1)
+
+    training_error, held_error = error(train), error(held)
     assert training_error.mean() < 0.5
-    assert np.linalg.norm(decode(decoder, predict_coefficients(net, X[8:9]))[0] - pool[2], axis=1).mean() \
-        <= training_error.max() + 1e-6
+    assert held_error.mean() < 0.5 and held_error.mean() <= 1.5 * training_error.mean(), \
+        (held_error.mean(), training_error.mean())
+    # identity 2's held-out view: that face, not another pool face
+    one = decode(decoder, predict_coefficients(net, X[held][2:3]))[0]
+    others = np.linalg.norm(one - pool, axis=2).mean(axis=1)
+    assert np.argmin(others) == 2 and others[2] <= 2.0 * training_error.max(), others[2]
     assert torch.is_grad_enabled()
 
 
