@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+GIVEN = "tests/test_infer.py -k 'wound_selected or wound_mask_is or given_wound'"
 
 # mutant: (tests that must catch it, what is broken)
 MUTANTS = {
@@ -58,11 +61,43 @@ MUTANTS = {
     "viewer_float64": ("tests/test_report.py", "the 3D view's meshes written as float64 (the page reads float32)"),
     "stage_memory_from_mean": ("tests/test_report.py",
                                "cluster memory sized from the mean job's peak, not the largest"),
+    "wound_seeded_at_grow_threshold": ("tests/test_infer.py -k 'grow_wound or faint'",
+                                       "the fit's wound seeded at the grow threshold (faint patches seed)"),
+    "given_wound_npz_inverted": (GIVEN, "a user's wound.npz mask read inverted"),
+    "given_wound_pose_inverted": (GIVEN, "a user's wound.ply mapped with the inverse of scan_to_canonical"),
+    "given_wound_unscaled": (GIVEN, "a user's wound.ply read without the scan's scale_to_mm (cm read as mm)"),
+    "infer_ignores_given_wound": (GIVEN, "facecover infer --wound finds the wound itself instead"),
+    "mark_pose_inverted": ("tests/test_marked_wound.py", "a wound.json mark mapped with the inverse pose"),
+    "mark_unscaled": ("tests/test_marked_wound.py", "a wound.json mark read without the scan's scale_to_mm"),
+    "network_memorises_rows": ("tests/test_infer.py -k training_error",
+                               "the mapping network reproduces only its training rows (the mean face otherwise)"),
+    "ingest_pose_off": ("tests/test_ingest.py -k registration_accuracy",
+                        "the ingest report's scan_to_canonical off by 3° and 2 mm (the registered vertices right)"),
+    "infer_noise_unread": ("", "facecover infer fits without the measured noise model (uniform noise)"),
+    "filling_wound_inverted": ("", "facecover filling reads the wound mask inverted"),
 }
 
 # mutant: the slow tests that (also) guard it, run with --slow. A mutant whose only guard is slow has "" as its
-# fast tests in MUTANTS. Every mutant above is caught by a fast test.
-SLOW: dict[str, str] = {}
+# fast tests in MUTANTS.
+SLOW: dict[str, str] = {
+    "infer_noise_unread": "tests/test_patients.py -k patient_folder",
+    "filling_wound_inverted": "tests/test_patients.py -k patient_folder",
+    "ingest_pose_off": "tests/test_patients.py -k patient_folder",
+}
+
+
+def patch_source(name: str, module, function: str, old: str, new: str) -> None:
+    """Redefine `module.function` from its own source with `old` replaced by `new` (a one-line break in the
+    middle of a function); refuses when `old` is no longer in the source (the code changed: update the mutant)."""
+    import __future__
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(getattr(module, function)))
+    if old not in source:
+        raise SystemExit(f"mutant {name}: {old!r} is no longer in {module.__name__}.{function}; update the mutant")
+    code = compile(source.replace(old, new), module.__file__, "exec", flags=__future__.annotations.compiler_flag)
+    exec(code, module.__dict__)
 
 
 def apply(name: str) -> None:
@@ -291,6 +326,72 @@ def apply(name: str) -> None:
             return stages, jobs
 
         summary.stage_table = stage_table
+    elif name == "wound_seeded_at_grow_threshold":
+        import facecover.learn.infer as infer
+
+        original = infer.grow_wound
+
+        def grow_wound(score, graph, areas, seed, min_area_mm2):
+            return original(score, graph, areas, 1.0, min_area_mm2)
+
+        infer.grow_wound = grow_wound
+    elif name.startswith("given_wound_") or name == "infer_ignores_given_wound":
+        import facecover.commands.infer as command
+
+        old, new = {
+            "given_wound_npz_inverted": ("return wound.astype(bool)", "return ~wound.astype(bool)"),
+            "given_wound_pose_inverted": ("apply_transform(T, ", "apply_transform(np.linalg.inv(T), "),
+            "given_wound_unscaled": ('points * report.get("scale_to_mm", 1.0)', "points"),
+            "infer_ignores_given_wound": (
+                "_given_wound(args.wound, args.registration, injured) if args.wound else None", "None"),
+        }[name]
+        patch_source(name, command, "cmd_infer" if name == "infer_ignores_given_wound" else "_given_wound", old, new)
+    elif name.startswith("mark_"):
+        import facecover.marked_wound as marked_wound
+
+        old, new = {"mark_pose_inverted": ("apply_transform(T, ", "apply_transform(np.linalg.inv(T), "),
+                    "mark_unscaled": (" * float(scale_to_mm)", "")}[name]
+        patch_source(name, marked_wound, "marks_in_canonical", old, new)
+    elif name == "network_memorises_rows":
+        import facecover.learn.train as train
+
+        original_start, original_predict = train.linear_start, train.predict_coefficients
+        seen = []
+
+        def linear_start(net, decoder, vertex_weights, train_set, val):
+            seen.append(np.asarray(train_set[0], np.float32))
+            return original_start(net, decoder, vertex_weights, train_set, val)
+
+        def predict_coefficients(net, X, batch=1024):
+            z = original_predict(net, X, batch)
+            known = np.concatenate(seen) if seen else np.zeros((0, np.shape(X)[1]), np.float32)
+            memorised = (np.asarray(X, np.float32)[:, None] == known[None]).all(axis=2).any(axis=1)
+            z[~memorised] = 0.0  # the mean face for anything not trained on
+            return z
+
+        train.linear_start, train.predict_coefficients = linear_start, predict_coefficients
+    elif name == "ingest_pose_off":
+        import facecover.ingest as ingest
+        from scipy.spatial.transform import Rotation
+
+        original = ingest.register_template_to_scan
+        off = np.eye(4)
+        off[:3, :3], off[:3, 3] = Rotation.from_euler("y", 3.0, degrees=True).as_matrix(), [2.0, 0.0, 0.0]
+
+        def register_template_to_scan(*args, **kwargs):
+            reg = original(*args, **kwargs)
+            reg.scan_to_canonical = off @ reg.scan_to_canonical
+            return reg
+
+        ingest.register_template_to_scan = register_template_to_scan
+    elif name == "infer_noise_unread":
+        import facecover.commands.infer as command
+
+        patch_source(name, command, "cmd_infer", 'noise = load_npz(args.fit_noise)["noise_mm"]', "noise = None")
+    elif name == "filling_wound_inverted":
+        import facecover.commands.covers as covers
+
+        patch_source(name, covers, "cmd_filling", 'wound = arrays["wound"]', 'wound = ~arrays["wound"].astype(bool)')
     else:
         raise SystemExit(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
 
@@ -299,7 +400,7 @@ def pytest_command(tests: str, slow: bool = False) -> list[str]:
     """The pytest command for a test selection; `slow` selects the slow tests (`-m slow`, overriding the
     suite's `-m 'not slow'`)."""
     return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *(["-m", "slow"] if slow else []),
-            *tests.split()]
+            *shlex.split(tests)]
 
 
 def run_tests(tests: str, mutant: str | None, site: Path, slow: bool = False) -> tuple[int, float, str]:
@@ -335,8 +436,8 @@ def main() -> None:
     if args.list:
         for name in names:
             tests, what = MUTANTS[name]
-            commands = ([" ".join(pytest_command(tests)[2:])] if tests else []) + \
-                ([" ".join(pytest_command(SLOW[name], True)[2:]) + "  (--slow, if the fast tests miss it)"]
+            commands = ([shlex.join(pytest_command(tests)[2:])] if tests else []) + \
+                ([shlex.join(pytest_command(SLOW[name], True)[2:]) + "  (--slow, if the fast tests miss it)"]
                  if name in SLOW else [])
             print(f"{name:22s} {what}\n    " + "\n    ".join(commands))
         return
