@@ -3,8 +3,8 @@
 # meshmonk 0.3.0 ships one wheel for Python >= 3.12, tagged cp312-abi3, whose extension is not
 # really abi3: pip installs it on Python 3.13 but `import meshmonk` then fails
 # (No module named 'meshmonk._meshmonk_core'). Then this rebuilds it from its source release,
-# with nanobind < 3 as a build constraint (nanobind 3 does not build it), which takes about
-# 2 minutes and needs a C++ compiler and the Python headers (scripts/system-deps.sh installs them).
+# with nanobind < 3 as a build constraint (nanobind 3 does not build it), which takes 2-7 minutes on
+# 2 cores (once: pip caches the wheel) and needs a C++ compiler and the Python headers (scripts/system-deps.sh installs them).
 set -euo pipefail
 venv="${1:-.venv}"
 py="$venv/bin/python"
@@ -18,7 +18,7 @@ if [[ -z "$version" ]]; then
 fi
 echo "facecover: the meshmonk $version wheel pip chose does not import on Python $pyver" \
      "($(tail -n 1 <<<"$err")); building meshmonk $version from source with nanobind<3" \
-     "(scripts/meshmonk-build-constraints.txt), about 2 minutes" >&2
+     "(scripts/meshmonk-build-constraints.txt): a few minutes, once per machine (pip keeps the wheel it builds)" >&2
 constraint="$here/meshmonk-build-constraints.txt"
 # pip >= 25.3 takes build constraints with --build-constraint; older pip applies PIP_CONSTRAINT
 # to the build environment too
