@@ -19,6 +19,7 @@ rule infer:
         experiments=" ".join(EXPERIMENTS),
         fit=FIT_SETTINGS,
         gate=on_implausible,
+        no_wound=lambda wildcards: "stop" if wildcards.subject in PATIENTS else "fallback",
     conda:
         "../../envs/learn.yaml"
     benchmark:
@@ -30,7 +31,7 @@ rule infer:
         " --experiment {params.experiment} --experiments {params.experiments} --table {input.table}"
         " --checkpoints-dir results/checkpoints {params.source} {params.image} --injured {input.injured}"
         " --fit-noise {input.fit_noise} --fit-settings {params.fit:q} --on-implausible {params.gate}"
-        " --out {output.mesh} --out-wound {output.wound} --report {output.report} 2> {log}"
+        " --if-no-wound {params.no_wound} --out {output.mesh} --out-wound {output.wound} --report {output.report} 2> {log}"
 
 
 use rule infer as infer_uninjured with:
@@ -41,6 +42,14 @@ use rule infer as infer_uninjured with:
     input:
         unpack(uninjured_infer_inputs),
         code=code(*LEARN_CODE, "learn/evaluate", "learn/infer", "photo", "marked_wound"),
+    params:
+        source=infer_source_args,
+        image=lambda wildcards: "" if wildcards.subject in PATIENTS else f"--image {config['patient_variant']}_{INFER['view']}",
+        experiment=INFER["experiment"],
+        experiments=" ".join(EXPERIMENTS),
+        fit=FIT_SETTINGS,
+        gate=on_implausible,
+        no_wound="record",
     benchmark:
         "results/benchmarks/infer_uninjured/{subject}.tsv"
     log:

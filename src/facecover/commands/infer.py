@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 from pathlib import Path
@@ -114,6 +116,20 @@ def cmd_infer(args) -> None:
     ops = mesh_operators(injured, space["faces"])
     fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, wound=wound, name=args.injured,
                            operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
+    fallback = ""
+    if wound is None and not fit["wound"].any() and args.if_no_wound != "record":
+        why = (f"{args.subject}: no wound found on {args.injured}: no skin lies below the fitted healthy face away "
+               f"from the eye openings, the nostrils and the mouth (a raised scar is not filled)")
+        if args.if_no_wound == "stop":
+            raise FacecoverError(f"{why}. Nothing is printed. If there is a wound to cover, mark it on "
+                                 f"results/mark/{args.subject}.html (facecover mark) and save wound.json in the "
+                                 f"patient's folder, and run again")
+        # the synthetic cohort's evaluation goes on: any departure from the fitted face, openings included
+        fallback = f"{why}; the wound is any departure from the fitted face instead"
+        settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0)
+        fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, name=args.injured,
+                               operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
+        print(fallback, file=sys.stderr)
     implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
     if implausible and args.on_implausible == "stop":
         raise FacecoverError(
@@ -130,6 +146,7 @@ def cmd_infer(args) -> None:
               "wound_source": "given: " + str(args.wound) if wound is not None else "found by the fit",
               "wound_vertices": int(fit["wound"].sum()),
               "wound_implausible": implausible, "wound_area_mm2": round(fit["wound_area_mm2"], 2),
+              "wound_fallback": fallback,
               "fit_residual_outside_wound_mm": round(fit["fit_residual_outside_wound_mm"], 4),
               "image_vs_fitted_face_mm": round(float(np.linalg.norm(
                   np.tensordot(prior - fit["coefficients"], decoder["basis"], axes=1), axis=1).mean()), 4)}
@@ -256,6 +273,9 @@ def register(sub) -> None:
     p.add_argument("--fit-noise", required=True)
     p.add_argument("--fit-settings", help="JSON object of the config 'fit' block")
     p.add_argument("--split", help="splits.csv, to record which set the subject is in")
+    p.add_argument("--if-no-wound", choices=("stop", "record", "fallback"), default="stop",
+                   help="when the fit finds no wound: stop (a patient: ask for a mark), record it (an uninjured "
+                        "scan), or fall back to any departure from the fitted face (the synthetic cohort)")
     p.add_argument("--on-implausible", choices=("stop", "record"), default="stop",
                    help="a found wound that cannot be real (scattered, too large, touching an eye, nostril or "
                         "the mouth): stop with a message asking for a marked wound, or record it in the report "
