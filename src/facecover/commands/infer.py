@@ -124,9 +124,11 @@ def cmd_infer(args) -> None:
             raise FacecoverError(f"{why}. Nothing is printed. If there is a wound to cover, mark it on "
                                  f"results/mark/{args.subject}.html (facecover mark) and save wound.json in the "
                                  f"patient's folder, and run again")
-        # the synthetic cohort's evaluation goes on: any departure from the fitted face, openings included
-        fallback = f"{why}; the wound is any departure from the fitted face instead"
-        settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0)
+        # the synthetic cohort's evaluation goes on with the previous release's wound finding: the decoder alone,
+        # any departure from the fitted face, openings included, no widening
+        fallback = f"{why}; the wound is any departure from the decoder's face instead"
+        settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0, expression_sd=0.0,
+                                       smooth_modes=0, wound_margin_share=0.0)
         fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, name=args.injured,
                                operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
         print(fallback, file=sys.stderr)
