@@ -186,8 +186,10 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
     from the image (None: the mean face) and `noise_mm` (N,) the per-vertex noise of this fit on healthy
     faces (`fit_noise`; None: uniform); `nuisance` (M, N, 3) more deformations the fit may use with a
     N(0, 1) prior (`fit_nuisance`); `openings` (N,) ids > 0 on eye openings, nostrils and the mouth
-    (`template.opening_labels`), where no wound may start (`opening_clearance_mm`). Returns `healthy` (N, 3), `fitted` (N, 3) (the model's face alone),
-    `wound` (N,) bool, `coefficients` (K,) (the decoder's), `residual_mm` (N,) and fit figures (mm, mm²)."""
+    (`template.opening_labels`), where no wound may start (`opening_clearance_mm`). Returns `healthy`
+    (N, 3), `fitted` (N, 3) (the model's face alone), `wound` (N,) bool, `coefficients` (K,) (the
+    decoder's), `residual_mm` (N,), `sunk_mm` (N,) (the departure the wound is judged on) and fit figures
+    (mm, mm²)."""
     injured = np.asarray(injured, np.float64)
     if injured.shape != decoder["mean"].shape:
         raise FacecoverError(f"{name}: {len(injured)} vertices; the decoder has {len(decoder['mean'])} "
