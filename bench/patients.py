@@ -7,9 +7,11 @@ like the workflow's people (ICT identities + detail), for comparison:
     handmade     the old generator: MeshMonk template + hand-made modes (template topology, other proportions)
     expressions  ICT people with a squint, a smile or the mouth slightly open, plus a strong 3-D warp (ICT topology)
     asymmetric   ICT people with one side wider and one cheek fuller (ICT topology)
+    cohort_scars in-model, other people: the cohort's scar mix (`config.yaml` scars: 1-3 round, elongated or
+                 severe scars, half of them raised) instead of one dent — validation, like `cohort`
 
 Every face is scanned twice as a raw scan (own triangulation, 0.2 mm noise, holes, random pose): once with one
-round dent (2-4 mm deep, 9-18 mm radius — 9-11 on the nose — on a cheek, the forehead, the nose or the chin)
+(`cohort_scars`: the cohort's scars) round dent (2-4 mm deep, 9-18 mm radius — 9-11 on the nose — on a cheek, the forehead, the nose or the chin)
 and once uninjured. Each scan goes through what a patient's does — `ingest_scan`, the fit with the mean face
 as prior (no photo: the image prior moves the fit little, `meanface+fit` vs `nossl+fit` in the results
 table), the plausibility check, `make_watertight`, `cover_solid` with the wound found — and is scored in the
@@ -26,8 +28,8 @@ for the fit's noise model, and config.yaml's `fit`):
         [--set key=value ... [--set key=value ...]] [--out results/benchmarks/patients.csv]
 
 Each `--set` is one candidate of fit settings (on top of config.yaml's), scored on the same registered
-scans; settings are chosen on the `cohort` set (validation people made like the training ones), never on
-the held-out sets.
+scans; settings are chosen on the `cohort` and `cohort_scars` sets (validation people made like the training
+ones), never on the held-out sets.
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ import yaml
 
 from facecover.cover_scores import patient_case
 from facecover.files import load_mesh_arrays, load_npz
-from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
+from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, scar_mix, wound_site
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
 from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
+from facecover.scars import ScarSettings
 
 R = Path("results")
 
@@ -79,6 +82,8 @@ def main() -> None:
     train = subjects_in(read_split(R / "splits.csv"), "train")
     healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
     noise = [fit_noise(decoder, space["faces"], healthy, one, fit_nuisance(space, one)) for one in settings]
+    scar_settings = ScarSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["scars"].items()
+                                    if k != "variants_per_subject"})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:
@@ -87,6 +92,11 @@ def main() -> None:
                 site = WOUND_SITES[i % len(WOUND_SITES)]
                 radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
                 displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
+                if which == "cohort_scars":
+                    scars = scar_mix(space, face, rng, scar_settings)
+                    displacement, radius = scars["displacement"], np.nan
+                    site = " + ".join(f"{k} {r} {d:+.1f} mm" for k, r, d in
+                                      zip(scars["scar_kind"], scars["scar_region"], scars["scar_depth_mm"]))
                 for injured in (True, False):
                     cached = Path(args.cache) / f"s{args.seed}_{face.name}_{int(injured)}.pkl" if args.cache else None
                     results = patient_case(space, decoder, noise, settings, face,

@@ -315,7 +315,7 @@ def write_face(face: HeldoutFace, folder):
 # Held-out *patients*: whole faces in their own topology (mm, canonical pose), each with named points to place a
 # wound, from generators the product does not learn from (the pool and the cohort are ICT identities alone).
 
-PATIENT_SETS = ("cohort", "handmade", "expressions", "asymmetric")
+PATIENT_SETS = ("cohort", "handmade", "expressions", "asymmetric", "cohort_scars")
 WOUND_SITES = ("cheek_left", "forehead", "nose", "chin", "cheek_right")
 
 
@@ -356,6 +356,8 @@ def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[Pa
     """`count` healthy faces of one held-out set (see `PATIENT_SETS`):
 
     * ``cohort`` — people as the cohort's (ICT identities + fine detail, template topology): in-model;
+    * ``cohort_scars`` — other people made the same way, to carry the cohort's scar mix (`scar_mix`) rather
+      than one round dent: validation for raised, elongated and severe scars;
     * ``handmade`` — the old generator: the MeshMonk template and its hand-made anatomical and smooth modes
       (template topology, 140 mm face breadth);
     * ``expressions`` — ICT people (ICT's own topology, 9.7k vertices) with an expression (squint, smile,
@@ -366,11 +368,11 @@ def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[Pa
     from .cohort import person_vertices
 
     out = []
-    model = None if which in ("cohort", "handmade") else ict.closed_model(ict.load_model())
+    model = None if which in ("cohort", "cohort_scars", "handmade") else ict.closed_model(ict.load_model())
     for i in range(count):
         rng = _rng(seed, f"patient-{which}-{i}")
         name = f"{which}{i:02d}"
-        if which == "cohort":
+        if which in ("cohort", "cohort_scars"):
             v = person_vertices(space, rng, with_detail=True)
             out.append(PatientFace(name, v, space["faces"], _template_points(space, v)))
         elif which == "handmade":
@@ -418,6 +420,18 @@ def wound_site(face: PatientFace, site: str) -> np.ndarray:
     }[site]
     near = np.flatnonzero(np.linalg.norm(face.vertices[:, :2] - target[:2], axis=1) < 4.0)
     return int(near[np.argmax(face.vertices[near, 2])])
+
+
+def scar_mix(space: dict, face: PatientFace, rng: np.random.Generator, settings=None) -> dict:
+    """The cohort's scars (`scars.simulate_scars` with `settings`, a `ScarSettings`; None: its defaults) on a
+    face in template topology: `displacement` (n,) signed mm along the normal (+ raised) and the scars'
+    `scar_kind`, `scar_region`, `scar_depth_mm`."""
+    from .scars import ScarSettings, prepare_face, simulate_scars
+
+    if len(face.vertices) != len(space["vertices"]):
+        raise ValueError(f"{face.name}: the cohort's scars need template topology")
+    settings = settings or ScarSettings()
+    return simulate_scars(prepare_face(face.vertices, face.faces, space["regions"], settings), rng, settings)
 
 
 def dent(face: PatientFace, centre: int, radius_mm: float, depth_mm: float) -> np.ndarray:

@@ -17,8 +17,9 @@
    threshold seed it, and it grows through neighbours above `grow_factor` thresholds (hysteresis, like an
    edge detector); the threshold is `noise_factor` × σ, at least `wound_threshold_mm`. With `inward_only`
    the offset counted is how far the skin lies *below* the fitted face (a wound to fill is tissue lost;
-   eyelid, lip and fold misfits go both ways), and no wound starts within `opening_clearance_mm` of an eye
-   opening, a nostril or the mouth (where faces depart most from a model). Specks are dropped.
+   eyelid, lip and fold misfits go both ways) plus `raised_weight` × how far it lies above (raised scars),
+   and no wound starts within `opening_clearance_mm` of an eye opening, a nostril or the mouth (where faces
+   depart most from a model). Specks are dropped.
    Then `refine_rounds` more fits leave the wound and a band of `exclusion_band_mm` around it out
    entirely, and the wound is found again: its faint edges, which the robust fit half-absorbed, show.
    Each part is then widened by `wound_margin_share` of its radius: a dent's rim is shallower than the noise.
@@ -71,7 +72,9 @@ class FitSettings:
                                          # prior spread; 0: none) ...
     smooth_modes: int = 0                # ... and by this many smooth (Laplace-Beltrami) deformations per axis ...
     smooth_sd_mm: float = 2.0            # ... of this prior spread (mm at the mode's peak)
-    inward_only: bool = False            # the wound: only skin lying *below* the fitted face (tissue lost)
+    inward_only: bool = False            # the wound: skin lying *below* the fitted face (tissue lost) ...
+    raised_weight: float = 0.0           # ... and skin above it counted at this share of its height (0: never;
+                                         # a raised scar is covered, not filled, and folds depart both ways)
     opening_clearance_mm: float = 0.0    # no wound starts within this of an eye opening, a nostril or the mouth
                                          # (eyelids, alae and lips are where a face departs most from a model)
 
@@ -212,7 +215,8 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         remaining = offset - smooth_offsets(offset, weights, ops["bilaplacian"], settings.smoothing)
         residual = np.linalg.norm(remaining, axis=1)
         if settings.inward_only:  # the wound's measure: how far the skin lies below the fitted face
-            sunk = np.maximum(-np.einsum("ij,ij->i", remaining, vertex_normals(fitted, faces)), 0.0)
+            along = np.einsum("ij,ij->i", remaining, vertex_normals(fitted, faces))
+            sunk = np.maximum(-along, 0.0) + settings.raised_weight * np.maximum(along, 0.0)
         else:
             sunk = residual
         return fitted, z, residual, sunk
