@@ -115,13 +115,16 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
 
 
 def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, truth: dict,
-                  wound: np.ndarray | None = None) -> dict:
+                  wound: np.ndarray | None = None, with_masks: bool = False) -> dict:
     """A registered patient scan (`ingest.Registration`) through the fit (mean face prior, `settings` a
     `FitSettings`, `noise` (N,) mm its noise model), the plausibility check, `make_watertight` and
     `cover_solid` with the wound found, scored in the scan's frame against `truth` (`pose` (4, 4) true
     canonical → scan, `healthy` / `injured` (n, 3) mm over `faces`, `wound` (n,) bool or None: uninjured).
     `wound` (N,) a given wound (a mask, or a `marked_wound.MarkedWound`) instead of the one the fit finds;
-    `footprint_iou` scores the cover's footprint against the true wound as `found_iou` does the wound.
+    `footprint_iou` scores the cover's footprint (the wound and the band resting on healthy skin around it)
+    against the true wound as `found_iou` does the wound; `cover_wound_iou` the part of it made for the wound
+    (`cover_solid`'s `wound`: the band left out). `with_masks`: also `footprint_mask` and `cover_wound_mask`
+    (N,) bool over the registered vertices (not figures: take them out before writing a table).
     Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off."""
     from . import FacecoverError
     from .filling import FillingSettings, cover_solid
@@ -160,6 +163,10 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
                                    truth["faces"], true_wound)
                 row["footprint_iou"] = found_wound_iou(true_injured, truth["faces"], true_wound, registered,
                                                        report["footprint"])["found_iou"]
+                row["cover_wound_iou"] = found_wound_iou(true_injured, truth["faces"], true_wound, registered,
+                                                         report["wound"])["found_iou"]
+                if with_masks:
+                    row |= {"footprint_mask": report["footprint"], "cover_wound_mask": report["wound"]}
             except FacecoverError as exc:
                 row["cover_failed"] = str(exc)
     return row

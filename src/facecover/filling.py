@@ -207,7 +207,8 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
 
     `wound_mask` (n,) bool marks the wound on the injured vertices (e.g. found by inference); without it
     the wound is where the skin departs from the healthy face by more than `wound_threshold_mm`. The
-    report's `footprint` (n,) bool marks the injured vertices under the cover, its `cover_side` (faces,)
+    report's `footprint` (n,) bool marks the injured vertices under the cover (the wound, its `wound` (n,)
+    bool, and a band of `margin_mm` around it resting on healthy skin), its `cover_side` (faces,)
     what each cover face is (SIDE_OUTER, SIDE_SKIN: the side lying on the skin, SIDE_RIM). `openings` (n,)
     marks the injured vertices of the eye openings, nostrils and mouth opening (template topology:
     the face space's `openings` > 0): no cover comes within `opening_margin_mm` of them — a cover must not
@@ -309,6 +310,7 @@ def cover_solid(injured_v: np.ndarray, injured_f: np.ndarray, healthy_v: np.ndar
         "wound_source": ("given mask" if given else "whole face") + f", where the skin departs from the healthy "
                         f"face by > {settings.wound_threshold_mm} mm",
         "footprint": region[:n_input],
+        "wound": wound[:n_input],
         "cover_side": np.concatenate(sides).astype(np.uint8),
         "max_depression_mm": float(np.nanmax(np.where(wound, d, 0))),
         "max_protrusion_mm": float(-np.nanmin(np.where(wound, d, 0))),

@@ -118,8 +118,8 @@ def cmd_infer(args) -> None:
                            operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
     fallback = ""
     if wound is None and not fit["wound"].any() and args.if_no_wound != "record":
-        why = (f"{args.subject}: no wound found on {args.injured}: no skin lies below the fitted healthy face away "
-               f"from the eye openings, the nostrils and the mouth (a raised scar is not filled)")
+        why = (f"{args.subject}: no wound found on {args.injured}: no skin departs from the fitted healthy face "
+               f"beyond the fit's noise away from the eye openings, the nostrils and the mouth")
         if args.if_no_wound == "stop":
             raise FacecoverError(f"{why}. Nothing is printed. If there is a wound to cover, mark it on "
                                  f"results/mark/{args.subject}.html (facecover mark) and save wound.json in the "
