@@ -228,8 +228,7 @@ def infer_source_args(wildcards, input):
 
 def all_benchmarks():
     """The benchmark file of every job of the default target (results/benchmarks/{rule}/{job}.tsv)."""
-    per_subject = ["ingest", "scars", "render", "contact_sheet", "reference_watertight", "reference_filling",
-                   "reference_print", "reference_preview"]
+    per_subject = ["ingest", "scars", "render", "contact_sheet"]
     if config["scans"]["source"] == "synthetic":
         per_subject.append("synthetic_scan")
     single = ["face_space", "pool", "split", "render_pool", "encoder", "decoder", "base", "fit_noise",
@@ -238,6 +237,9 @@ def all_benchmarks():
     printed = TEST_SUBJECTS + list(PATIENTS)
     files = [f"results/benchmarks/{rule}/{rule}.tsv" for rule in single]
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=per_subject, subject=SUBJECTS)
+    files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["reference_watertight", "reference_filling",
+                                                                     "reference_print", "reference_preview"],
+                    subject=TEST_SUBJECTS)
     files += expand("results/benchmarks/embed/{renders}.tsv", renders=SUBJECTS + ["pool"])
     files += expand("results/benchmarks/{rule}/{subject}.tsv", rule=["infer", "watertight", "filling", "print",
                                                                      "preview"], subject=printed)

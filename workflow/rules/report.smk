@@ -35,7 +35,7 @@ rule covers_summary:
             category="Covers",
         ),
     input:
-        reports=expand("results/covers_reference/prints/{subject}.json", subject=SUBJECTS),
+        reports=expand("results/covers_reference/prints/{subject}.json", subject=TEST_SUBJECTS),
         code=code("summary"),
     conda:
         "../../envs/covers.yaml"
