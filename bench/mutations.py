@@ -109,14 +109,14 @@ def apply(name: str) -> None:
 
         original = filling.thickened_patch
 
-        def thickened_patch(inner, outer, faces):
+        def thickened_patch(inner, outer, faces, *args, **kwargs):  # args: edge_radius_mm, arc_segments
             if name == "cover_half_thickness":
                 outer = inner + 0.5 * (outer - inner)
             elif name == "cover_thicker":
                 outer = inner + 1.5 * (outer - inner)
             else:
                 outer = outer + np.array([0.0, 0.0, 0.3])
-            return original(inner, outer, faces)
+            return original(inner, outer, faces, *args, **kwargs)
 
         filling.thickened_patch = thickened_patch
     elif name.startswith("landmark_"):
@@ -233,12 +233,15 @@ def apply(name: str) -> None:
 
         split.split_subjects = split_subjects
     elif name == "hash_seeded_rng":
+        # person_rng lives in facecover.seeds (the commands import it from there when they run); cohort holds
+        # its own name for it
         import facecover.cohort as cohort
+        import facecover.seeds as seeds
 
         def person_rng(seed, population, name_):
             return np.random.default_rng([int(seed), hash(population) % 2**32, hash(name_) % 2**32])
 
-        cohort.person_rng = person_rng
+        seeds.person_rng = cohort.person_rng = person_rng
     elif name == "config_schema_dump":
         import facecover.config_check as config_check
 

@@ -159,13 +159,44 @@ def test_cli_settings_are_checked(space_file, make_scan, tmp_path, capsys):
         assert not out.exists()
 
 
-@pytest.mark.slow  # registers the 16 held-out scans, two of them dense (50 k and 300 k vertices): minutes
+# every held-out case registered (units="auto") by the test below: (mean facial correspondence error after the
+# rigid re-alignment mm, the same without it mm, the re-alignment's rotation °, its mean move of the facial
+# points mm), measured at 950c2d9 with 1 BLAS thread on the 2-core test machine; a second run gave the same
+# figures. A pose off by 3° and 2 mm (bench/mutations.py ingest_pose_off) measured: rotation 2.83-4.41°, move
+# 3.04-4.63 mm, uncorrected error 3.35-4.93 mm, over every limit on every case. That run's correspondence
+# errors were up to 0.11 mm from the measured ones (parted lips 1.90, dense 50k 1.76 mm), although the mutant
+# only moves the reported pose: the registration's figures move that much with the process it runs in.
+HELDOUT_MEASURED = {
+    "warp1": (1.75, 2.26, 1.49, 1.63),
+    "warp2": (1.11, 1.40, 0.88, 1.00),
+    "asymmetric": (1.00, 1.11, 0.56, 0.64),
+    "narrow": (1.49, 1.57, 0.41, 0.67),
+    "wide": (1.63, 1.70, 0.40, 0.69),
+    "open_eyes": (1.80, 2.27, 1.42, 1.60),
+    "parted_lips": (1.79, 2.20, 1.43, 1.55),
+    "extended": (1.30, 1.64, 1.01, 1.16),
+    "textured_ply": (0.98, 1.07, 0.53, 0.60),
+    "textured_obj": (0.96, 1.04, 0.49, 0.60),
+    "quads_obj": (1.52, 1.59, 0.39, 0.65),
+    "dense_50k": (1.65, 1.73, 0.52, 0.71),
+    "dense_300k": (1.77, 1.86, 0.49, 0.85),
+    "units_m": (0.97, 1.28, 0.84, 0.96),
+    "units_cm": (0.97, 1.28, 0.85, 0.96),
+    "units_in": (0.97, 1.24, 0.78, 0.89),
+}
+# allowed over the measured figure: 0.3 mm, 0.5 mm, 0.6°, 0.5 mm (about three times the 0.11 mm spread seen in
+# the correspondence; the largest limits, warp1's 2.09° and 2.13 mm, stay under the broken pose's least
+# rotation 2.83° and move 3.04 mm)
+HELDOUT_MARGIN = (0.3, 0.5, 0.6, 0.5)
+
+
+@pytest.mark.slow  # registers the 16 held-out scans, two of them dense (50 k and 300 k vertices): 1.5 minutes
 def test_every_heldout_case_registers_in_its_true_pose(space, tmp_path):
     """Every case of the held-out suite (`heldout_suite`: warps, asymmetry, narrow and wide faces, open eyes,
     parted lips, a scan reaching to the ears and neck, textured PLY/OBJ, quads, dense scans, metres /
-    centimetres / inches) registers: accepted, on the true correspondence once rigidly re-aligned, and in its
-    true pose without re-alignment (the report's scan_to_canonical carries the template back onto the true
-    face in the scan's frame)."""
+    centimetres / inches) registers: accepted, in the right units, on the true correspondence once rigidly
+    re-aligned, and in its true pose without re-alignment (the report's scan_to_canonical carries the template
+    back onto the true face in the scan's frame), each within its measured figures (HELDOUT_MEASURED)."""
     from facecover.heldout import heldout_suite, write_face
     from facecover.meshtools import apply_transform, rigid_transform
     from facecover.template import REGION_ID
@@ -185,4 +216,9 @@ def test_every_heldout_case_registers_in_its_true_pose(space, tmp_path):
         rows[face.name] = (reg.report["units_detected"], face.units, round(aligned, 2), round(raw, 2),
                            round(angle, 2), round(shift, 2))
     print("MEASURE", rows)
+    assert set(rows) == set(HELDOUT_MEASURED), sorted(rows)
     assert all(r[0] == r[1] for r in rows.values()), rows
+    over = {name: (r[2:], HELDOUT_MEASURED[name]) for name, r in rows.items()
+            if any(got > measured + margin
+                   for got, measured, margin in zip(r[2:], HELDOUT_MEASURED[name], HELDOUT_MARGIN))}
+    assert not over, f"(aligned mm, raw mm, angle °, shift mm) over the measured figures + {HELDOUT_MARGIN}: {over}"
