@@ -160,9 +160,9 @@ def test_a_patient_folder_goes_from_scan_and_photo_to_a_checked_print(space, spa
     mapping network; the wound found, the patient's stop for an implausible one), watertight, filling with
     the wound found (cover_solid(wound_mask=...)) and the face's openings, print — to a checked print. The
     cover, carried into the scan's frame with the ingest report's pose, is scored against the true surfaces.
-    Measured: found IoU 0.63 (578 mm² found for a true 395: this test's 60-component decoder follows the face
-    less closely than the workflow's), restore 0.12 mm (95th percentile 0.23), contact 0.14 mm, coverage
-    1.0; a cover beside the wound or 1 mm off gives coverage under 0.05 or restore and contact near 1 mm
+    Measured: the asserts below carry the figures (871 mm² found for a true 395 on 2026-12-03, 578 before
+    the fit's modes, widening and raised skin: this test's 60-component decoder follows the face less
+    closely than the workflow's); a cover beside the wound or 1 mm off gives coverage under 0.05 or restore and contact near 1 mm
     (`test_cover_scores_on_exact_and_wrong_covers`), a fit that misses the dent an IoU near 0."""
     import json
     import shutil
