@@ -10,7 +10,7 @@ import trimesh
 from facecover import FacecoverError
 from facecover.filling import thickened_patch
 from facecover.meshtools import DistanceScene, closed_and_consistent, mesh_volume
-from facecover.mould import cavity_check, cover_mould, mould_print_layout
+from facecover.mould import MouldSettings, cavity_check, cover_mould, mould_print_layout
 from facecover.printing import PrinterSettings, check_printable, place_on_bed, slice_with_prusaslicer, slicer_profile
 
 RADIUS = 10.0  # mm
@@ -111,6 +111,23 @@ def test_halves_part_straight_up(sphere_mould):
             assert (z <= part_bottom[rays] + 0.05).all()
         else:  # the upper half's material starts at the part's top (or its channels go up from it)
             assert (z >= part_top[rays] - 0.05).all()
+
+
+def test_a_long_mould_is_laid_out_across_the_bed():
+    """A cover of two parts far apart (here two spheres 120 mm apart) has a long mould block: its halves side
+    by side along its length did not fit the bed (cohort subject30: 254.8 mm on 205 mm); across it they do."""
+    a = trimesh.creation.icosphere(subdivisions=2, radius=5.0)
+    b = a.copy()
+    b.apply_translation([120.0, 0.0, 0.0])
+    both = trimesh.util.concatenate([a, b])
+    mould = cover_mould(np.asarray(both.vertices), np.asarray(both.faces), MouldSettings(grid_mm=2.0))
+    printer = PrinterSettings()
+    v, f = mould_print_layout(mould)
+    v = place_on_bed(v, f, printer)
+    checks = check_printable(v, f, printer, 1.0, "mould")
+    assert len(checks["part_volumes_mm3"]) == 2 and checks["fits_printer"]
+    assert checks["size_mm"][0] == pytest.approx(120 + 10 + 2 * 8, abs=0.1)  # the block's length, not twice it
+    assert checks["size_mm"][1] == pytest.approx(2 * (10 + 2 * 8) + 10, abs=0.1)  # two widths and the gap
 
 
 @pytest.mark.skipif(shutil.which("prusa-slicer") is None, reason="prusa-slicer is not installed (apt-get install "

@@ -232,9 +232,16 @@ def cavity_check(vertices: np.ndarray, faces: np.ndarray, mould: dict, samples: 
 
 def mould_print_layout(halves: dict, gap_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
     """Both halves in one mesh as they print: the lower half on its flat bottom, the upper half turned
-    over onto its flat top, side by side along x, `gap_mm` apart."""
+    over onto its flat top, side by side along the block's shorter side (x, or y when the block is longer
+    in x), `gap_mm` apart: the squarer layout. Along x always, a cover of two parts far apart (cohort
+    subject30: a 122 × 92 mm block) laid out 254.8 mm long on a 205 mm bed; along y it is 195 mm."""
     lv, lf = halves["lower"]
     uv, uf = halves["upper"]
     uv = uv * [1.0, -1.0, -1.0]  # half a turn about x: the flat top down (winding kept)
-    uv = uv + [lv[:, 0].max() + gap_mm - uv[:, 0].min(), lv[:, 1].mean() - uv[:, 1].mean(), 0.0]
-    return np.r_[lv, uv], np.r_[lf, uf + len(lv)]
+    size = lv.max(axis=0) - lv.min(axis=0)
+    along = 0 if size[0] <= size[1] else 1
+    shift = np.zeros(3)
+    shift[along] = lv[:, along].max() + gap_mm - uv[:, along].min()
+    centre = lambda w: (w[:, 1 - along].min() + w[:, 1 - along].max()) / 2  # noqa: E731
+    shift[1 - along] = centre(lv) - centre(uv)
+    return np.r_[lv, uv + shift], np.r_[lf, uf + len(lv)]
