@@ -68,7 +68,8 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
 
 
 def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, displacement: np.ndarray | None,
-                 rng: np.random.Generator, workdir: Path, cached: Path | None = None) -> dict:
+                 rng: np.random.Generator, workdir: Path, cached: Path | None = None,
+                 save_cover: Path | None = None) -> dict:
     """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
@@ -76,7 +77,8 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     the scan registered once; `noise` then a list too, the noise model measured with each). Returns a flat
     dict of figures (mm, mm²) — a list of them for a list of settings — with `seconds` (scan file to cover).
     `cached`: a .pkl file keeping the registration (vertices, scan_to_canonical) of this very scan, to score
-    other settings without registering again (`seconds` then excludes the registration)."""
+    other settings without registering again (`seconds` then excludes the registration). `save_cover`: a path
+    prefix; the cover made is written there as `patient_cover` does (one settings only)."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from .files import save_mesh
@@ -108,14 +110,14 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     rows = []
     for one, its_noise in zip(settings, noise) if many else [(settings, noise)]:
         t1 = time.perf_counter()
-        row = patient_cover(space, decoder, its_noise, one, reg, truth)
+        row = patient_cover(space, decoder, its_noise, one, reg, truth, save_cover=save_cover)
         row["seconds"] = registering + time.perf_counter() - t1
         rows.append(row)
     return rows if many else rows[0]
 
 
 def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, truth: dict,
-                  wound: np.ndarray | None = None, with_masks: bool = False) -> dict:
+                  wound: np.ndarray | None = None, with_masks: bool = False, save_cover: Path | None = None) -> dict:
     """A registered patient scan (`ingest.Registration`) through the fit (mean face prior, `settings` a
     `FitSettings`, `noise` (N,) mm its noise model), the plausibility check, `make_watertight` and
     `cover_solid` with the wound found, scored in the scan's frame against `truth` (`pose` (4, 4) true
@@ -125,6 +127,9 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
     against the true wound as `found_iou` does the wound; `cover_wound_iou` the part of it made for the wound
     (`cover_solid`'s `wound`: the band left out). `with_masks`: also `footprint_mask` and `cover_wound_mask`
     (N,) bool over the registered vertices (not figures: take them out before writing a table).
+    `save_cover`: a path prefix; when a cover is made, it is written as the workflow's filling writes one, in
+    the canonical frame: `<prefix>_cover.ply`, `<prefix>_footprint.npz` (footprint, cover_side) and the
+    registered injured face `<prefix>_injured.ply` (what `facecover print` takes); `row["cover_files"]` names them.
     Also the shape-model baseline: the decoder fitted to every vertex, the wound where the skin is > 1 mm off."""
     from . import FacecoverError
     from .filling import FillingSettings, cover_solid
@@ -167,6 +172,16 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
                                                          report["wound"])["found_iou"]
                 if with_masks:
                     row |= {"footprint_mask": report["footprint"], "cover_wound_mask": report["wound"]}
+                if save_cover is not None:
+                    from .files import save_mesh, save_npz
+
+                    files = {k: f"{save_cover}_{k}{ext}" for k, ext in
+                             (("cover", ".ply"), ("footprint", ".npz"), ("injured", ".ply"))}
+                    Path(files["cover"]).parent.mkdir(parents=True, exist_ok=True)
+                    save_mesh(files["cover"], cv, cf)
+                    save_npz(files["footprint"], footprint=report["footprint"], cover_side=report["cover_side"])
+                    save_mesh(files["injured"], reg.vertices, faces)
+                    row["cover_files"] = files
             except FacecoverError as exc:
                 row["cover_failed"] = str(exc)
     return row

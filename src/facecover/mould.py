@@ -9,8 +9,10 @@ side down) and builds, with exact booleans (manifold3d):
   rim, the heights of the nearest rim points (inverse-distance weighted). Sampled on a grid of about
   `grid_mm` and warped into the block's top, so the **lower half** is the block below it (the skin
   side's positive, a copy of the injured skin) and the **upper half** the rest (the outer side's
-  negative); the cover is subtracted from both, so the cavity is the cover itself. Every vertical line
-  meets the cavity in one stretch that starts on the parting surface: the halves part straight up.
+  negative); the cover is subtracted from both, so the cavity is the cover itself (a film or sliver that
+  the cover cuts off one half, where the sampled surface cuts a corner of it, joins the other half).
+  Every vertical line meets the cavity in one stretch that starts on the parting surface: the halves part
+  straight up.
 - **registration keys**: a half sphere on the lower half's parting surface at each corner, a socket
   `key_clearance_mm` larger in the upper half;
 - a **sprue** (a vertical channel from the top of the upper half to the cavity's highest point) and
@@ -49,6 +51,12 @@ def _manifold(vertices: np.ndarray, faces: np.ndarray):
     return solid
 
 
+def _pieces(solid) -> tuple:
+    """The largest piece of a solid, and a list of the others."""
+    pieces = sorted(solid.decompose(), key=lambda piece: -piece.volume())
+    return pieces[0], pieces[1:]
+
+
 def _arrays(solid) -> tuple[np.ndarray, np.ndarray]:
     mesh = solid.to_mesh()
     return np.asarray(mesh.vert_properties, np.float64)[:, :3], np.asarray(mesh.tri_verts, np.int64)
@@ -74,11 +82,21 @@ def parting_heights(vertices: np.ndarray, faces: np.ndarray, xy: np.ndarray, nei
     return z
 
 
+def _channel(spec: dict, wider_mm: float = 0.0):
+    """A sprue or vent (`cover_mould`'s report["channels"] entry): a vertical cylinder, `wider_mm` wider and
+    longer at both ends."""
+    from manifold3d import Manifold
+
+    radius = spec["radius_mm"] + wider_mm
+    return Manifold.cylinder(spec["to_z_mm"] - spec["from_z_mm"] + 2 * wider_mm, radius, radius, 24).translate(
+        (spec["xy_mm"][0], spec["xy_mm"][1], spec["from_z_mm"] - wider_mm))
+
+
 def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings = MouldSettings()) -> dict:
     """The mould's lower and upper halves ((vertices, faces) each, in the cover's frame) and a report:
     cavity volume (block minus the two plain halves, before keys and channels), silicone estimate (mm³ and
     ml), where the sprue and vents are."""
-    from manifold3d import Manifold
+    from manifold3d import Manifold, OpType
 
     cover = _manifold(vertices, faces)
     s = settings
@@ -101,8 +119,16 @@ def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings
         return np.c_[points[:, :2], lo[2] + frac * (z - lo[2])]
 
     lower_plain = bottom.warp_batch(to_parting)
+    # Where the sampled parting surface cuts a corner of the cover (at its rim, or a chord under a curved skin
+    # side), the cover cuts pieces off a half: films and slivers lying between the cover and the *other*
+    # half. Each goes to that other half (the one it rests on, and the one that parts with it), so the halves
+    # still fill the block around the cover exactly: dropping them left them as cavity, silicone flash up to
+    # 0.1 mm thick beyond the cover (0.2 mm³ on a 139 mm³ held-out cover).
     upper_plain = block - lower_plain
-    lower, upper = lower_plain - cover, upper_plain - cover
+    lower, lower_cut = _pieces(lower_plain - cover)
+    upper, upper_cut = _pieces(upper_plain - cover)
+    lower = Manifold.batch_boolean([lower] + upper_cut, OpType.Add)
+    upper = Manifold.batch_boolean([upper] + lower_cut, OpType.Add)
     cavity = block.volume() - lower.volume() - upper.volume()
 
     # registration keys at the corners, on the parting surface
@@ -120,11 +146,14 @@ def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings
     sprue = top_points[np.argmax(top_points[:, 2])]
     vents = [top_points[np.argmin(top_points[:, 0])], top_points[np.argmax(top_points[:, 0])],
              top_points[np.argmin(top_points[:, 1])], top_points[np.argmax(top_points[:, 1])]]
-    channels = []
+    channels, specs = [], []
     for point, radius in [(sprue, s.sprue_radius_mm)] + [(v, s.vent_radius_mm) for v in vents]:
         start = point[2] - 0.5  # into the cavity
-        channel = Manifold.cylinder(hi[2] + 1.0 - start, radius, radius, 24).translate((point[0], point[1], start))
+        spec = {"xy_mm": [float(point[0]), float(point[1])], "from_z_mm": float(start), "to_z_mm": float(hi[2] + 1.0),
+                "radius_mm": float(radius)}
+        channel = _channel(spec)
         channels.append(channel)
+        specs.append(spec)
         upper = upper - channel
     channel_volume = float(sum((c ^ (upper_plain - cover)).volume() for c in channels))
     dropped = 0.0
@@ -132,7 +161,7 @@ def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings
     for name, half in (("lower", lower), ("upper", upper)):
         if half.status().name != "NoError" or half.is_empty():
             raise FacecoverError(f"mould: the {name} half is not a valid solid ({half.status().name})")
-        # slivers where the sampled parting surface cuts a corner of the cover's rim: keep the half itself
+        # anything a key or a channel cut off (none measured: the cover's cuts went to the other half above)
         pieces = sorted(half.decompose(), key=lambda piece: -piece.volume())
         dropped += float(sum(piece.volume() for piece in pieces[1:]))
         halves[name] = pieces[0]
@@ -148,16 +177,71 @@ def cover_mould(vertices: np.ndarray, faces: np.ndarray, settings: MouldSettings
         "sprue_mm": np.round(sprue, 2).tolist(),
         "vents_mm": [np.round(v, 2).tolist() for v in vents],
         "keys_mm": np.round(np.c_[corners, corner_z], 2).tolist(),
+        "channels": specs,
         "settings": settings.__dict__,
     }
     return {"lower": _arrays(lower), "upper": _arrays(upper), "report": report}
 
 
+def cavity_check(vertices: np.ndarray, faces: np.ndarray, mould: dict, samples: int = 20000, seed: int = 0,
+                 sheet_mm: float = 1e-3) -> dict:
+    """The mould's cavity, measured from the halves as made (`cover_mould`'s output, keys, channels and
+    dropped slivers included), against the cover (vertices, faces; the frame `cover_mould` was given).
+
+    The cavity is the block around the cover minus both halves, less the sprue and vents where they lie
+    outside the cover (cut 0.01 mm wider: the very cylinders leave zero-thickness sheets along their walls),
+    and only the pieces that meet the cover (the key sockets' clearance is not cavity).
+    Returns its volume and the cover's (mm³), their difference (% of the cover's), the volume of cavity
+    outside the cover and of cover outside the cavity (mm³), and the distance (mm) from the cavity's surface
+    to the cover's and back, sampled by area (`samples` points each way; the cavity's points on a zero-thickness
+    sheet between the halves left out, `sheet_share` of them): max and 99th percentile."""
+    from manifold3d import Manifold, OpType
+
+    from .meshtools import DistanceScene, sample_surface
+
+    cover = _manifold(vertices, faces)
+    wall = mould["report"]["settings"]["wall_mm"]
+    lo, hi = vertices.min(axis=0) - wall, vertices.max(axis=0) + wall
+    block = Manifold.cube(tuple(hi - lo)).translate(tuple(lo))
+    halves = Manifold.batch_boolean([_manifold(*mould["lower"]), _manifold(*mould["upper"])], OpType.Add)
+    void = block - halves
+    for spec in mould["report"].get("channels", []):
+        void = void - (_channel(spec, wider_mm=0.01) - cover)
+    pieces = [piece for piece in void.decompose() if (piece ^ cover).volume() > 1e-6]
+    cavity = Manifold.batch_boolean(pieces, OpType.Add) if pieces else Manifold()
+    cv, cf = _arrays(cavity)
+    out = {"cavity_volume_mm3": float(cavity.volume()), "cover_volume_mm3": float(cover.volume()),
+           "cavity_pieces": len(pieces),
+           "cavity_outside_cover_mm3": float((cavity - cover).volume()),
+           "cover_outside_cavity_mm3": float((cover - cavity).volume())}
+    out["volume_diff_percent"] = 100.0 * (out["cavity_volume_mm3"] / out["cover_volume_mm3"] - 1.0)
+    if not len(cf):
+        return out | {"distance_max_mm": float("inf"), "distance_p99_mm": float("inf")}
+    points = sample_surface(cv, cf, samples, seed=seed)[0]
+    # the booleans (in float32) leave zero-thickness sheets of "void" where the halves meet on the parting
+    # surface: a point of the cavity's surface within `sheet_mm` of both halves is not cavity
+    near = [DistanceScene(*mould[half])(points) < sheet_mm for half in ("lower", "upper")]
+    sheet = near[0] & near[1]
+    to_cover = DistanceScene(vertices, faces)(points[~sheet])
+    to_cavity = DistanceScene(cv, cf)(sample_surface(vertices, faces, samples, seed=seed)[0])
+    both = np.r_[to_cover, to_cavity]
+    return out | {"distance_max_mm": float(both.max()), "distance_p99_mm": float(np.percentile(both, 99)),
+                  "cavity_to_cover_max_mm": float(to_cover.max()) if len(to_cover) else 0.0,
+                  "cover_to_cavity_max_mm": float(to_cavity.max()), "sheet_share": float(sheet.mean())}
+
+
 def mould_print_layout(halves: dict, gap_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
     """Both halves in one mesh as they print: the lower half on its flat bottom, the upper half turned
-    over onto its flat top, side by side along x, `gap_mm` apart."""
+    over onto its flat top, side by side along the block's shorter side (x, or y when the block is longer
+    in x), `gap_mm` apart: the squarer layout. Along x always, a cover of two parts far apart (cohort
+    subject30: a 122 × 92 mm block) laid out 254.8 mm long on a 205 mm bed; along y it is 195 mm."""
     lv, lf = halves["lower"]
     uv, uf = halves["upper"]
     uv = uv * [1.0, -1.0, -1.0]  # half a turn about x: the flat top down (winding kept)
-    uv = uv + [lv[:, 0].max() + gap_mm - uv[:, 0].min(), lv[:, 1].mean() - uv[:, 1].mean(), 0.0]
-    return np.r_[lv, uv], np.r_[lf, uf + len(lv)]
+    size = lv.max(axis=0) - lv.min(axis=0)
+    along = 0 if size[0] <= size[1] else 1
+    shift = np.zeros(3)
+    shift[along] = lv[:, along].max() + gap_mm - uv[:, along].min()
+    centre = lambda w: (w[:, 1 - along].min() + w[:, 1 - along].max()) / 2  # noqa: E731
+    shift[1 - along] = centre(lv) - centre(uv)
+    return np.r_[lv, uv + shift], np.r_[lf, uf + len(lv)]
