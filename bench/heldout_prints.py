@@ -44,7 +44,7 @@ import yaml
 from facecover.cli import main as facecover
 from facecover.cover_scores import patient_case
 from facecover.files import load_mesh, load_npz, load_mesh_arrays
-from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
+from facecover.heldout import PATIENT_SETS, patient_dent, patient_faces
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
 from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
@@ -152,11 +152,7 @@ def main() -> None:
         work = Path(args.keep) if args.keep else Path(tmp)
         for which in args.sets:
             for i, face in enumerate(patient_faces(space, which, args.per_set, args.seed)):
-                # the dent exactly as bench/patients.py draws it (same stream, same order)
-                rng = np.random.default_rng([args.seed, i, PATIENT_SETS.index(which)])
-                site = WOUND_SITES[i % len(WOUND_SITES)]
-                radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
-                displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
+                rng, site, radius, displacement = patient_dent(face, which, i, args.seed)  # as bench/patients.py
                 out = work / face.name
                 out.mkdir(parents=True, exist_ok=True)
                 row = patient_case(space, decoder, noise, settings, face, displacement, rng, out,

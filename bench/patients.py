@@ -45,7 +45,7 @@ import yaml
 
 from facecover.cover_scores import patient_case
 from facecover.files import load_mesh_arrays, load_npz
-from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, scar_mix, wound_site
+from facecover.heldout import PATIENT_SETS, patient_dent, patient_faces, scar_mix
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
 from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
@@ -88,10 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:
             for i, face in enumerate(patient_faces(space, which, args.per_set, args.seed)):
-                rng = np.random.default_rng([args.seed, i, PATIENT_SETS.index(which)])
-                site = WOUND_SITES[i % len(WOUND_SITES)]
-                radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
-                displacement = dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
+                rng, site, radius, displacement = patient_dent(face, which, i, args.seed)
                 if which == "cohort_scars":
                     scars = scar_mix(space, face, rng, scar_settings)
                     displacement, radius = scars["displacement"], np.nan

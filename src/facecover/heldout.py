@@ -434,6 +434,16 @@ def scar_mix(space: dict, face: PatientFace, rng: np.random.Generator, settings=
     return simulate_scars(prepare_face(face.vertices, face.faces, space["regions"], settings), rng, settings)
 
 
+def patient_dent(face: PatientFace, which: str, index: int, seed: int) -> tuple:
+    """The round dent the held-out benchmarks give patient `index` of set `which`: at `WOUND_SITES[index]`
+    (cycling), radius 9-11 mm on the nose and 9-18 mm elsewhere, 2-4 mm deep. Returns (rng, site,
+    radius_mm, displacement (n,) mm); `rng` goes on to scan the face (the same stream in every benchmark)."""
+    rng = np.random.default_rng([seed, index, PATIENT_SETS.index(which)])
+    site = WOUND_SITES[index % len(WOUND_SITES)]
+    radius = rng.uniform(9.0, 11.0) if site == "nose" else rng.uniform(9.0, 18.0)
+    return rng, site, radius, dent(face, wound_site(face, site), radius, -rng.uniform(2.0, 4.0))
+
+
 def dent(face: PatientFace, centre: int, radius_mm: float, depth_mm: float) -> np.ndarray:
     """A round wound's signed displacement (n,) mm along the normal (negative: a dent) with a smooth (C¹)
     fall-off to 0 at `radius_mm` geodesic distance from vertex `centre`."""
