@@ -25,7 +25,8 @@
    Each part is then widened by `wound_margin_share` of its radius: a dent's rim is shallower than the noise.
    A given mask replaces the detection; a hand mark (`marked_wound.MarkedWound`) is first left out with a
    band of its `snap_mm`, and its edge moved by at most `snap_mm`: over skin whose remaining offset exceeds
-   twice the threshold, off skin below a fifth of it (`marked_wound.snapped_edge`).
+   twice the threshold, off skin below a fifth of it (`marked_wound.snapped_edge`); the final fit and the
+   blend then leave out, and rebuild, the mark and a band of `snap_mm` around it (its edge is that uncertain).
 4. The blend: outside the wound the healthy face *is* the skin; inside, the fitted face plus the offset
    between skin and fit carried in from the wound's edge by a biharmonic (thin-plate) interpolation —
    so the healthy surface meets the skin smoothly at the wound's edge.
@@ -233,6 +234,7 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
                           settings.min_wound_area_mm2, settings.grow_factor)
 
     given = wound is not None
+    rebuilt = None  # where the healthy face is rebuilt (the blend): the wound, or a hand mark and its band
     if given:
         found = np.asarray(wound, bool)
         snap_mm = float(getattr(wound, "snap_mm", 0.0))
@@ -242,7 +244,10 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
             fitted, z, residual, sunk = fit_round((~grown(found, ops["graph"], snap_mm)).astype(float))
             level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
             found = snapped_edge(found, sunk / level, injured, snap_mm, threshold_mm=2.0)
-        fitted, z, residual, sunk = fit_round((~found).astype(float))
+            # a hand mark's edge is only known to within snap_mm: the skin that close to it (a dent's shallow
+            # rim, when the brush stopped short of it) neither pulls the fit nor pins the blend
+            rebuilt = grown(found, ops["graph"], snap_mm)
+        fitted, z, residual, sunk = fit_round((~(found if rebuilt is None else rebuilt)).astype(float))
     else:
         weights = np.ones(len(injured))
         for round_ in range(max(1, settings.iterations)):
@@ -258,7 +263,7 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
     if found.mean() > 0.5:
         raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
                              "is the mesh a registered face in mm?")
-    healthy = blend_into_skin(fitted, injured, found, ops["bilaplacian"])
+    healthy = blend_into_skin(fitted, injured, found if rebuilt is None else rebuilt, ops["bilaplacian"])
     outside = ~found
     return {"healthy": healthy, "fitted": fitted, "wound": found, "coefficients": z[:n_decoder], "residual_mm": residual, "sunk_mm": sunk,
             "fit_residual_outside_wound_mm": float(residual[outside].mean()) if outside.any() else float("nan"),
