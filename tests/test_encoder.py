@@ -144,6 +144,10 @@ def test_onnx_export_loads_in_insightface_and_matches_torch(trained, tmp_path):
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     assert onnx.shape == (2, 512) and np.allclose(onnx, ref, atol=1e-4)
     assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    # the embed rule runs it on one thread (its share of the cores): the embeddings must not change
+    one_thread = load_identity_encoder(path, threads=1)
+    assert one_thread.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_array_equal(embed_faces(one_thread, faces * 40), embed_faces(model, faces * 40))
 
 
 def test_verification_figures():

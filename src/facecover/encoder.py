@@ -323,8 +323,10 @@ def export_onnx(net, path: str | Path) -> None:
 
 # ------------------------------------------------------------------- loading
 
-def load_identity_encoder(path: str | Path, providers: list[str] | None = None):
-    """The encoder at `path` as insightface's ArcFaceONNX (its `get_feat` embeds 112 x 112 BGR crops)."""
+def load_identity_encoder(path: str | Path, providers: list[str] | None = None, threads: int = 0):
+    """The encoder at `path` as insightface's ArcFaceONNX (its `get_feat` embeds 112 x 112 BGR crops), run
+    on `threads` CPU threads (0: onnxruntime's default, one per core; the embeddings are the same)."""
+    import onnxruntime
     from insightface.model_zoo import get_model
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
@@ -332,7 +334,9 @@ def load_identity_encoder(path: str | Path, providers: list[str] | None = None):
     if not path.is_file():
         raise FacecoverError(f"{path}: ArcFace model file not found")
     try:
-        model = get_model(str(path), providers=providers or ["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(0, int(threads))
+        model = get_model(str(path), providers=providers or ["CPUExecutionProvider"], sess_options=options)
     except Exception as exc:  # onnxruntime/onnx raise their own types for corrupt files
         raise FacecoverError(f"{path}: cannot load as an ONNX model ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, ArcFaceONNX):

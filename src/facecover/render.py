@@ -86,12 +86,30 @@ class Scene:
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
         """Cast one ray per pixel (through its centre); returns hit distance along the ray (in units of its
         direction, whose camera z is 1), triangle id and barycentrics (H, W)."""
-        x, y = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+        rows, cols = self._covered_pixels(camera)
+        x, y = np.meshgrid(cols + 0.5, rows + 0.5)
         pixels = np.stack([x, y, np.ones_like(x)], axis=-1)
         directions = pixels @ np.linalg.inv(camera.K).T @ camera.R  # R^T K^-1 p for each pixel p
         origin = -camera.R.T @ camera.t
         hit = self._scene.cast(np.broadcast_to(origin, directions.shape), directions)
-        return {"t_hit": hit["t_hit"], "triangle": hit["triangle"], "uv": hit["uv"]}
+        box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] if len(rows) and len(cols) else np.s_[0:0, 0:0]
+        out = {"t_hit": np.full((camera.height, camera.width), np.inf, np.float32),
+               "triangle": np.full((camera.height, camera.width), -1, np.int64),
+               "uv": np.zeros((camera.height, camera.width, 2), np.float32)}
+        for key in out:
+            out[key][box] = hit[key]
+        return out
+
+    def _covered_pixels(self, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel rows and columns of the box around the mesh's projection (with a pixel to spare): no ray
+        outside it can hit a triangle, so only these are cast (a face fills about half a render)."""
+        depth = (self.vertices @ camera.R.T + camera.t)[:, 2]
+        if not (depth > 0).all():  # the mesh reaches behind the camera: its projection is unbounded
+            return np.arange(camera.height), np.arange(camera.width)
+        uv = project(camera, self.vertices)
+        lo = np.maximum(np.floor(uv.min(axis=0)) - 1, 0).astype(int)
+        hi = np.minimum(np.ceil(uv.max(axis=0)) + 1, [camera.width, camera.height]).astype(int)
+        return np.arange(lo[1], hi[1]), np.arange(lo[0], hi[0])
 
     def render(self, camera: Camera, light_dirs: np.ndarray, ambient: float = 0.15,
                albedo: float = 0.8, background: int = 0, face_colors: np.ndarray | None = None) -> np.ndarray:

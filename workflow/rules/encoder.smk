@@ -20,7 +20,9 @@ rule encoder:
         augment=AUGMENT_SETTINGS,
         seed=config["seed"],
         device=config["device"],
-    threads: 2  # torch training threads (more: set-threads in your profile)
+    # torch training threads: the weights depend on their number, so the same count gives the same encoder
+    # on any machine; training is bound by one Python thread (the augmentation): 1 took 62 s, 2 took 67 s
+    threads: 1
     resources:
         gpu=GPUS,
     conda:
@@ -31,7 +33,7 @@ rule encoder:
         "results/logs/encoder.log",
     shell:
         "facecover encoder {params.source} --settings {params.settings:q} --augment {params.augment:q}"
-        " --seed {params.seed} --device {params.device} --out {output.model} --report {output.report} 2> {log}"
+        " --seed {params.seed} --device {params.device} --threads {threads} --out {output.model} --report {output.report} 2> {log}"
 
 
 rule embed:
@@ -58,4 +60,4 @@ rule embed:
     shell:
         "facecover embed --encoder {input.encoder} --renders-dir results/renders/{wildcards.renders} {params.stems}"
         " --augmentations {params.augmentations} --augment {params.augment:q} --seed {params.seed}"
-        " --device {params.device} --out {output} 2> {log}"
+        " --device {params.device} --threads {threads} --out {output} 2> {log}"

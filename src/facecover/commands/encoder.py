@@ -36,6 +36,11 @@ def cmd_encoder(args) -> None:
                                    augment=settings_from_json(AugmentSettings, args.augment))
     groups = identities_in(args.renders_dir, settings.identities)
     renders = {name: [load_render(p) for p in paths] for name, paths in groups.items()}
+    import torch
+
+    # the trained weights depend on torch's CPU thread count (a convolution's sums run in another order),
+    # so it is a setting, not the machine's core count: the same --threads gives the same encoder anywhere
+    torch.set_num_threads(max(1, args.threads))
     net, report = train_identity_encoder(renders, settings, args.seed, select_device(args.device))
     export_onnx(net, args.out)
     save_json(args.report, {"source": "bootstrap", "trained": True, "renders": str(args.renders_dir), **report})
@@ -48,7 +53,7 @@ def cmd_embed(args) -> None:
     from ..encoder import AugmentSettings, load_identity_encoder
     from ..files import save_npz
 
-    model = load_identity_encoder(args.encoder, onnx_providers(args.device))
+    model = load_identity_encoder(args.encoder, onnx_providers(args.device), args.threads)
     rng = person_rng(args.seed, "embed", Path(args.renders_dir).name)
     save_npz(args.out, **embed_renders(model, args.renders_dir, args.augmentations,
                                        settings_from_json(AugmentSettings, args.augment), rng, args.stems))
@@ -63,6 +68,8 @@ def register(sub) -> None:
     p.add_argument("--augment", help="JSON object of augmentation settings (config 'embed' block)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (torch device for training)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for training (the weights depend on it; 1 is as fast here)")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--report", required=True, help="JSON with the training history and held-out verification")
     p.set_defaults(func=cmd_encoder)
@@ -75,5 +82,6 @@ def register(sub) -> None:
     p.add_argument("--augment", help="JSON object of augmentation settings (config 'embed' block)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (onnxruntime provider)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_embed)
