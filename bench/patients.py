@@ -9,6 +9,8 @@ like the workflow's people (ICT identities + detail), for comparison:
     asymmetric   ICT people with one side wider and one cheek fuller (ICT topology)
     cohort_scars in-model, other people: the cohort's scar mix (`config.yaml` scars: 1-3 round, elongated or
                  severe scars, half of them raised) instead of one dent — validation, like `cohort`
+    cohort_warped in-model, other people with an expression (ICT's blendshapes on the template) and a strong
+                 smooth warp — validation for what a scan shows beyond a neutral face, like `cohort`
 
 Every face is scanned twice as a raw scan (own triangulation, 0.2 mm noise, holes, random pose): once with one
 (`cohort_scars`: the cohort's scars) round dent (2-4 mm deep, 9-18 mm radius — 9-11 on the nose — on a cheek, the forehead, the nose or the chin)
@@ -28,8 +30,8 @@ for the fit's noise model, and config.yaml's `fit`):
         [--set key=value ... [--set key=value ...]] [--out results/benchmarks/patients.csv]
 
 Each `--set` is one candidate of fit settings (on top of config.yaml's), scored on the same registered
-scans; settings are chosen on the `cohort` and `cohort_scars` sets (validation people made like the training
-ones), never on the held-out sets.
+scans; settings are chosen on the `cohort`, `cohort_scars` and `cohort_warped` sets (validation people made
+like the training ones), never on the held-out sets.
 """
 
 from __future__ import annotations

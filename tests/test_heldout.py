@@ -31,3 +31,19 @@ def test_warped_faces_are_seeded_per_face_and_leave_the_shape_space(space):
     drawn = population(space, 3, "heldout", 4, with_detail=True)
     assert _outside_span_mm(space, drawn) < 1e-3
     assert _outside_span_mm(space, faces) > 0.3
+
+
+def test_validation_faces_with_an_expression_leave_the_identity_space_and_differ_from_the_neutral_set(space):
+    """`cohort_warped` (validation for what a scan shows beyond a neutral face): template topology, an
+    expression of the named kind and a smooth warp on top of people made like the cohort's — millimetres
+    outside the identity space and its detail, where the neutral `cohort` people lie inside it."""
+    from facecover.heldout import patient_faces
+
+    warped = patient_faces(space, "cohort_warped", 3, seed=2)
+    neutral = patient_faces(space, "cohort", 3, seed=2)
+    assert [f.notes["expression"] for f in warped] == ["squint", "smile", "mouth_open"]
+    assert all(f.vertices.shape == space["vertices"].shape and f.faces is space["faces"] for f in warped)
+    np.testing.assert_array_equal(warped[1].vertices, patient_faces(space, "cohort_warped", 2, seed=2)[1].vertices)
+    outside = _outside_span_mm(space, np.stack([f.vertices for f in warped]))
+    inside = _outside_span_mm(space, np.stack([f.vertices for f in neutral]))
+    assert outside > 0.5 and inside < 0.05, (outside, inside)

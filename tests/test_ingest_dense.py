@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from facecover.ingest import (RegistrationSettings, _jacobian, _twist_pose, face_component_labels, fit_shape_space,
-                              ingest_scan, scan_boundary_mask, scan_vertex_normals, simplified_scan)
+                              ingest_scan, scan_boundary_mask, scan_vertex_normals, shape_fit_basis, simplified_scan)
 from facecover.meshtools import apply_transform, boundary_vertex_mask, vertex_normals
 
 
@@ -53,7 +53,7 @@ def _fit_stacked(space, scan_points, scan_boundary, pose, settings):
     from scipy.spatial import cKDTree
 
     mean, faces = space["vertices"], space["faces"]
-    B = space["basis"].astype(np.float64) * space["sigma"][:, None, None]
+    B = shape_fit_basis(space, settings)  # identity modes, then the expressions
     k = len(B)
     tree = cKDTree(scan_points)
     center = apply_transform(pose, mean).mean(axis=0)

@@ -315,7 +315,7 @@ def write_face(face: HeldoutFace, folder):
 # Held-out *patients*: whole faces in their own topology (mm, canonical pose), each with named points to place a
 # wound, from generators the product does not learn from (the pool and the cohort are ICT identities alone).
 
-PATIENT_SETS = ("cohort", "handmade", "expressions", "asymmetric", "cohort_scars")
+PATIENT_SETS = ("cohort", "handmade", "expressions", "asymmetric", "cohort_scars", "cohort_warped")
 WOUND_SITES = ("cheek_left", "forehead", "nose", "chin", "cheek_right")
 
 
@@ -358,6 +358,9 @@ def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[Pa
     * ``cohort`` — people as the cohort's (ICT identities + fine detail, template topology): in-model;
     * ``cohort_scars`` — other people made the same way, to carry the cohort's scar mix (`scar_mix`) rather
       than one round dent: validation for raised, elongated and severe scars;
+    * ``cohort_warped`` — other people made the same way, with an expression (ICT's blendshapes on the
+      template, the kinds of `EXPRESSIONS` at 0.6-1.0 of their weight) and a strong smooth 3-D warp (bumps
+      25-50 mm wide, up to 5 mm): validation for what a scan shows beyond a neutral face (template topology);
     * ``handmade`` — the old generator: the MeshMonk template and its hand-made anatomical and smooth modes
       (template topology, 140 mm face breadth);
     * ``expressions`` — ICT people (ICT's own topology, 9.7k vertices) with an expression (squint, smile,
@@ -368,13 +371,23 @@ def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[Pa
     from .cohort import person_vertices
 
     out = []
-    model = None if which in ("cohort", "cohort_scars", "handmade") else ict.closed_model(ict.load_model())
+    model = None if which in ("cohort", "cohort_scars", "cohort_warped", "handmade") else ict.closed_model(ict.load_model())
     for i in range(count):
         rng = _rng(seed, f"patient-{which}-{i}")
         name = f"{which}{i:02d}"
-        if which in ("cohort", "cohort_scars"):
+        if which in ("cohort", "cohort_scars", "cohort_warped"):
             v = person_vertices(space, rng, with_detail=True)
-            out.append(PatientFace(name, v, space["faces"], _template_points(space, v)))
+            notes = {}
+            if which == "cohort_warped":
+                kind = list(EXPRESSIONS)[i % len(EXPRESSIONS)]
+                names = [str(n) for n in space["expression_names"]]
+                weights = np.zeros(len(names))
+                for key, value in EXPRESSIONS[kind].items():
+                    weights[names.index(key)] = value * rng.uniform(0.6, 1.0)
+                v = v + np.tensordot(weights, np.asarray(space["expression_basis"], np.float64), axes=1)
+                v = v + _remove_rigid(rbf_warp(v, rng, 8, 5.0, (25.0, 50.0)), v)
+                notes = {"expression": kind, "warp_mm": 5.0}
+            out.append(PatientFace(name, v, space["faces"], _template_points(space, v), notes))
         elif which == "handmade":
             z = np.clip(rng.standard_normal(len(space["handmade_sigma"])), -2.5, 2.5)
             v = space["handmade_vertices"] + np.tensordot(z * space["handmade_sigma"], space["handmade_basis"], axes=1)
