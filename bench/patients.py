@@ -27,7 +27,8 @@ Run after `make run` (it reads results/model/{face_space,decoder}.npz, results/r
 for the fit's noise model, and config.yaml's `fit`):
 
     .venv/bin/python bench/patients.py [--per-set 4] [--sets cohort handmade expressions asymmetric]
-        [--set key=value ... [--set key=value ...]] [--out results/benchmarks/patients.csv]
+        [--set key=value ... [--set key=value ...]] [--registration key=value ...] [--cache DIR]
+        [--out results/benchmarks/patients.csv]
 
 Each `--set` is one candidate of fit settings (on top of config.yaml's), scored on the same registered
 scans; settings are chosen on the `cohort`, `cohort_scars` and `cohort_warped` sets (validation people made
@@ -48,6 +49,7 @@ import yaml
 from facecover.cover_scores import patient_case
 from facecover.files import load_mesh_arrays, load_npz
 from facecover.heldout import PATIENT_SETS, patient_dent, patient_faces, scar_mix
+from facecover.ingest import RegistrationSettings
 from facecover.learn.data import read_split, subjects_in
 from facecover.learn.decoder import load_decoder
 from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
@@ -68,6 +70,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], action="append",
                     help="fit settings key=value on top of config.yaml's fit; repeat --set for more candidates, "
                          "each scored on the same registered scans")
+    ap.add_argument("--registration", nargs="*", default=[],
+                    help="registration settings key=value on top of the defaults (e.g. expression_sd=0), for every scan")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", help="a folder keeping each scan's registration: a second run with other --set "
                                     "candidates scores them without registering again (seconds then exclude it)")
@@ -86,6 +90,7 @@ def main() -> None:
     noise = [fit_noise(decoder, space["faces"], healthy, one, fit_nuisance(space, one)) for one in settings]
     scar_settings = ScarSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["scars"].items()
                                     if k != "variants_per_subject"})
+    registration = RegistrationSettings(**{k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.registration)})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:
@@ -99,7 +104,8 @@ def main() -> None:
                 for injured in (True, False):
                     cached = Path(args.cache) / f"s{args.seed}_{face.name}_{int(injured)}.pkl" if args.cache else None
                     results = patient_case(space, decoder, noise, settings, face,
-                                           displacement if injured else None, rng, Path(tmp), cached)
+                                           displacement if injured else None, rng, Path(tmp), cached,
+                                           registration=registration)
                     for name, result in zip(candidates, results):
                         row = {"settings": name, "set": which, "face": face.name, "injured": injured,
                                "site": site if injured else "", "radius_mm": radius if injured else np.nan,

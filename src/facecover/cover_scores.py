@@ -69,7 +69,7 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
 
 def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, displacement: np.ndarray | None,
                  rng: np.random.Generator, workdir: Path, cached: Path | None = None,
-                 save_cover: Path | None = None) -> dict:
+                 save_cover: Path | None = None, registration=None) -> dict:
     """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
@@ -78,11 +78,12 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     dict of figures (mm, mm²) — a list of them for a list of settings — with `seconds` (scan file to cover).
     `cached`: a .pkl file keeping the registration (vertices, scan_to_canonical) of this very scan, to score
     other settings without registering again (`seconds` then excludes the registration). `save_cover`: a path
-    prefix; the cover made is written there as `patient_cover` does (one settings only)."""
+    prefix; the cover made is written there as `patient_cover` does (one settings only). `registration`: the
+    `ingest.RegistrationSettings` (None: the defaults)."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from .files import save_mesh
-    from .ingest import ingest_scan
+    from .ingest import RegistrationSettings, ingest_scan
     from .scars import ScarSettings
 
     true_injured = face.vertices if displacement is None else injured_surface(
@@ -97,7 +98,7 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
         reg = SimpleNamespace(**pickle.loads(Path(cached).read_bytes()))
     else:
         try:
-            reg = ingest_scan(path, space)
+            reg = ingest_scan(path, space, settings=registration or RegistrationSettings())
         except FacecoverError as exc:
             row = {"refused_scan": str(exc), "seconds": time.perf_counter() - t0}
             return [dict(row) for _ in settings] if many else row
