@@ -227,7 +227,7 @@ def test_every_heldout_case_registers_in_its_true_pose(space, tmp_path):
 @pytest.mark.parametrize("kind", ["smile", "mouth_open"])
 def test_an_expression_registers_with_the_lips_nearer_their_place(space, uv, tmp_path, kind):
     """A person smiling or with the mouth a little open (ICT's blendshapes at the held-out sets' weights):
-    with `expression_sd` 0.5 (the default) a second shape fit may also move the template by the space's
+    with `expression_sd` 0.5 (off by default) a second shape fit may also move the template by the space's
     expressions and is taken, as it fits the scan clearly better. Measured mean vertex error over the mouth
     region (sliding counts): 2.18 / 3.15 mm (smile / mouth open) against 3.88 / 4.97 mm with identity modes
     only (the lips slide, and the fit then calls the mouth of such faces a wound)."""
@@ -259,15 +259,16 @@ def test_an_expression_registers_with_the_lips_nearer_their_place(space, uv, tmp
 
 @pytest.mark.parametrize("subject", ["subject01", "subject02"])
 def test_a_neutral_face_keeps_the_identity_fit(space, make_scan, subject):
-    """With the expression fit on (the default), a neutral face (the cohort's) is registered as without it: the expressions
-    fit it only a few per cent closer (measured 5-6 %), below `expression_gain`."""
+    """With the expression fit on, a neutral face (the cohort's) is registered as without it: the expressions
+    fit it only a few per cent closer (measured 5-6 %), below `expression_gain`. (Not every neutral face: a
+    coarser scan of another cohort subject took it and slid to 1.19 mm, so it is off by default.)"""
     import dataclasses
 
     from facecover.ingest import RegistrationSettings
 
     path, truth, _ = make_scan(subject=subject, seed=7)
-    on = ingest_scan(path, space)
-    off = ingest_scan(path, space, settings=dataclasses.replace(RegistrationSettings(), expression_sd=0.0))
-    assert RegistrationSettings().expression_sd == 0.5
+    on = ingest_scan(path, space, settings=dataclasses.replace(RegistrationSettings(), expression_sd=0.5))
+    off = ingest_scan(path, space)
+    assert RegistrationSettings().expression_sd == 0.0
     assert not on.report["expressions"]
     np.testing.assert_allclose(on.vertices, off.vertices, atol=1e-9)

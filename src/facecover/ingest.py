@@ -71,7 +71,7 @@ class RegistrationSettings:
                                   # subset and the last step (snap) the full scan. 0: the full scan throughout
     snap_smoothness: float = 0.2  # last step: each vertex onto the scan along its normal, smoothed this little
     snap_max_mm: float = 6.0      # ... from no farther than this (a wound's depth is kept; holes are bridged)
-    expression_sd: float = 0.5    # a second shape fit that may also move the face by the space's expressions
+    expression_sd: float = 0.0    # a second shape fit that may also move the face by the space's expressions
                                   # (ICT's 53 blendshapes, weights of this prior spread; 0: identity modes only) ...
     expression_gain: float = 0.85  # ... taken when it brings the fit's 95th-percentile distance to the scan below
                                    # this share of the identity fit's (a smile 0.68-0.69, neutral faces 0.94-0.95)
