@@ -58,9 +58,14 @@ from facecover.scars import ScarSettings
 R = Path("results")
 
 
+def key_values(pairs: list[str]) -> dict:
+    """`key=value` arguments as a dict, values read as YAML (as in config.yaml)."""
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in pairs)}
+
+
 def fit_settings(config: dict, overrides: list[str]) -> FitSettings:
-    """config.yaml's `fit` block with `key=value` overrides (values read as YAML, as in config.yaml)."""
-    return FitSettings(**(config["fit"] | {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}))
+    """config.yaml's `fit` block with `key=value` overrides."""
+    return FitSettings(**(config["fit"] | key_values(overrides)))
 
 
 def main() -> None:
@@ -90,7 +95,7 @@ def main() -> None:
     noise = [fit_noise(decoder, space["faces"], healthy, one, fit_nuisance(space, one)) for one in settings]
     scar_settings = ScarSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["scars"].items()
                                     if k != "variants_per_subject"})
-    registration = RegistrationSettings(**{k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.registration)})
+    registration = RegistrationSettings(**key_values(args.registration))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:

@@ -236,13 +236,11 @@ def test_an_expression_registers_with_the_lips_nearer_their_place(space, uv, tmp
     from facecover.cohort import ScanSettings, person_rng, person_vertices, synthetic_scan
     from facecover.files import save_mesh
     from facecover.heldout import EXPRESSIONS
+    from facecover.ict import expression_weights
     from facecover.ingest import RegistrationSettings
     from facecover.template import REGION_ID
 
-    names = [str(n) for n in space["expression_names"]]
-    weights = np.zeros(len(names))
-    for name, value in EXPRESSIONS[kind].items():
-        weights[names.index(name)] = value
+    weights = expression_weights(space, **EXPRESSIONS[kind])
     rng = person_rng(11, "cohort", f"expressive-{kind}")
     truth = person_vertices(space, rng, with_detail=True) + np.tensordot(weights, space["expression_basis"], axes=1)
     v, f, _ = synthetic_scan(truth, space["faces"], uv, rng, ScanSettings())

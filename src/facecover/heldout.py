@@ -371,19 +371,18 @@ def patient_faces(space: dict, which: str, count: int, seed: int = 0) -> list[Pa
     from .cohort import person_vertices
 
     out = []
-    model = None if which in ("cohort", "cohort_scars", "cohort_warped", "handmade") else ict.closed_model(ict.load_model())
+    cohort_like = ("cohort", "cohort_scars", "cohort_warped")  # people made like the cohort's (template topology)
+    model = None if which in (*cohort_like, "handmade") else ict.closed_model(ict.load_model())
     for i in range(count):
         rng = _rng(seed, f"patient-{which}-{i}")
         name = f"{which}{i:02d}"
-        if which in ("cohort", "cohort_scars", "cohort_warped"):
+        if which in cohort_like:
             v = person_vertices(space, rng, with_detail=True)
             notes = {}
             if which == "cohort_warped":
                 kind = list(EXPRESSIONS)[i % len(EXPRESSIONS)]
-                names = [str(n) for n in space["expression_names"]]
-                weights = np.zeros(len(names))
-                for key, value in EXPRESSIONS[kind].items():
-                    weights[names.index(key)] = value * rng.uniform(0.6, 1.0)
+                weights = ict.expression_weights(space, **{key: value * rng.uniform(0.6, 1.0)
+                                                           for key, value in EXPRESSIONS[kind].items()})
                 v = v + np.tensordot(weights, np.asarray(space["expression_basis"], np.float64), axes=1)
                 v = v + _remove_rigid(rbf_warp(v, rng, 8, 5.0, (25.0, 50.0)), v)
                 notes = {"expression": kind, "warp_mm": 5.0}
