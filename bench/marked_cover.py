@@ -18,6 +18,7 @@ give the same cover?), and the cover's wound part (the band left out) against th
 Run after `make run` (reads results/model/{face_space,decoder}.npz, results/registered/, results/splits.csv):
 
     .venv/bin/python bench/marked_cover.py [--per-set 2] [--sets expressions asymmetric handmade] [--wobble 2]
+        [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def main() -> None:
     from facecover.ingest import ingest_scan
     from facecover.learn.data import read_split, subjects_in
     from facecover.learn.decoder import load_decoder
-    from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
+    from facecover.learn.infer import fit_noise, fit_nuisance
+    from patients import fit_settings
     from facecover.marked_wound import MarkedWound, wound_from_marks
     from facecover.filling import FillingSettings
     from facecover.meshtools import apply_transform, vertex_areas, vertex_normals
@@ -68,10 +70,11 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["expressions", "asymmetric", "handmade"], choices=PATIENT_SETS)
     ap.add_argument("--wobble", type=float, default=2.0, help="the mark's edge wanders this far (mm) either way")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--set", nargs="*", default=[], help="fit settings key=value on top of config.yaml's fit")
     ap.add_argument("--out", default=str(R / "benchmarks/marked_cover.csv"))
     args = ap.parse_args()
     config = yaml.safe_load(Path("config.yaml").read_text())
-    settings = FitSettings(**config["fit"])
+    settings = fit_settings(config, args.set)
     space = load_npz(R / "model/face_space.npz")
     decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
     train = subjects_in(read_split(R / "splits.csv"), "train")

@@ -101,6 +101,43 @@ def test_no_wound_starts_at_an_opening(space, model, person):
     assert fit(space, model, injured)["wound_area_mm2"] < 5.0
 
 
+def test_no_wound_starts_on_the_lips_with_the_mouth_clearance(space, model, person):
+    """A 2 mm dent of 4 mm radius centred 6 mm below the mouth opening (on the lower lip): found with the 5 mm
+    clearance of every opening, not with the mouth's own 11 mm; the same dent on the cheek is found with both."""
+    v = person
+    mouth = space["openings"] == 3
+    below = v[mouth][np.argmin(v[mouth][:, 1])] - [0.0, 6.0, 0.0]
+    centre = int(np.argmin(np.linalg.norm(v - below, axis=1)))
+    injured, mask = dented(space, v, centre, 4.0, -2.0)
+    assert iou(fit(space, model, injured)["wound"], mask) > 0.4
+    assert fit(space, model, injured, mouth_clearance_mm=11.0)["wound_area_mm2"] < 5.0
+    cheek, cheek_mask = dented(space, v, cheek_centre(space, v), 4.0, -2.0)
+    assert iou(fit(space, model, cheek, mouth_clearance_mm=11.0)["wound"], cheek_mask) > 0.4
+
+
+def test_a_given_mask_is_rebuilt_with_its_band(space, model, person):
+    """A given mask is what the fit rebuilds; with `mask_band_mm` the skin within that of its edge is rebuilt
+    too (left out of the fit, blended over), and the skin beyond stays the scan's own."""
+    from facecover.meshtools import grown
+
+    v = person
+    injured, mask = dented(space, v, cheek_centre(space, v), 8.0, -2.5)
+    ops = mesh_operators(injured, space["faces"])
+    decoder, noise = model
+    plain = fit_healthy_face(decoder, injured, space["faces"], None, noise, FitSettings(**PRODUCT), wound=mask)
+    banded = fit_healthy_face(decoder, injured, space["faces"], None, noise,
+                              FitSettings(**(PRODUCT | {"mask_band_mm": 3.0})), wound=mask)
+    band = grown(mask, ops["graph"], 3.0) & ~mask
+    assert np.array_equal(plain["wound"], mask) and np.array_equal(banded["wound"], mask)
+    assert np.allclose(plain["healthy"][~mask], injured[~mask])
+    outside = ~grown(mask, ops["graph"], 3.0)
+    assert np.allclose(banded["healthy"][outside], injured[outside])
+    assert np.abs(banded["healthy"][band] - injured[band]).max() > 1e-3  # the band is rebuilt
+    # the rebuilt dent comes back to the true face at least as well
+    err = lambda fit: np.linalg.norm(fit["healthy"][mask] - v[mask], axis=1).mean()  # noqa: E731
+    assert err(banded) < err(plain) + 0.02, (err(banded), err(plain))
+
+
 def test_each_wound_part_is_widened_by_its_own_radius(space):
     """Two disks of 10 and 20 mm radius on the cheeks, widened by 0.3 of their radius (3 and 6 mm, in whole
     edges of ~2.3 mm): the larger gains a rim about twice as wide (measured by the equivalent radius);

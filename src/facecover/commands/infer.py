@@ -127,8 +127,8 @@ def cmd_infer(args) -> None:
         # the synthetic cohort's evaluation goes on with the previous release's wound finding: the decoder alone,
         # any departure from the fitted face, openings included, no widening
         fallback = f"{why}; the wound is any departure from the decoder's face instead"
-        settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0, expression_sd=0.0,
-                                       smooth_modes=0, wound_margin_share=0.0)
+        settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0, mouth_clearance_mm=0.0,
+                                       expression_sd=0.0, smooth_modes=0, wound_margin_share=0.0)
         fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, name=args.injured,
                                operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
         print(fallback, file=sys.stderr)

@@ -45,6 +45,9 @@ from ..meshtools import grown, vertex_normals
 from .evaluate import shape_completion
 
 
+OPENINGS = {1: "an eye opening", 2: "a nostril", 3: "the mouth opening"}  # `template.opening_labels` ids
+MOUTH = 3
+
 @dataclass(frozen=True)
 class FitSettings:
     """config `fit` block (mm)."""
@@ -78,6 +81,10 @@ class FitSettings:
                                          # a raised scar is covered, not filled, and folds depart both ways)
     opening_clearance_mm: float = 0.0    # no wound starts within this of an eye opening, a nostril or the mouth
                                          # (eyelids, alae and lips are where a face departs most from a model)
+    mouth_clearance_mm: float = 0.0      # ... nor within this of the mouth opening (the lips of a smile or an open
+                                         # mouth are where a registration misplaces a face most)
+    mask_band_mm: float = 0.0            # a given wound mask (wound.ply|npz) is rebuilt with this band around it, as a
+                                         # hand mark is with its snap band: its edge is known no better than a brush's
 
 
 def fit_nuisance(space: dict, settings: FitSettings) -> np.ndarray | None:
@@ -225,6 +232,8 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
     no_seed = np.zeros(len(injured), bool)
     if openings is not None and settings.opening_clearance_mm > 0:
         no_seed = grown(np.asarray(openings) > 0, ops["graph"], settings.opening_clearance_mm)
+    if openings is not None and settings.mouth_clearance_mm > 0:
+        no_seed |= grown(np.asarray(openings) == MOUTH, ops["graph"], settings.mouth_clearance_mm)
 
     def detect(residual, sunk):
         level = np.maximum(threshold, settings.roughness_factor * np.median(residual))
@@ -247,6 +256,8 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
             # a hand mark's edge is only known to within snap_mm: the skin that close to it (a dent's shallow
             # rim, when the brush stopped short of it) neither pulls the fit nor pins the blend
             rebuilt = grown(found, ops["graph"], snap_mm)
+        elif settings.mask_band_mm > 0:  # a mask: the skin just outside it neither pulls the fit nor pins the blend
+            rebuilt = grown(found, ops["graph"], settings.mask_band_mm)
         fitted, z, residual, sunk = fit_round((~(found if rebuilt is None else rebuilt)).astype(float))
     else:
         weights = np.ones(len(injured))
@@ -270,7 +281,6 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
             "wound_area_mm2": float(ops["areas"][found].sum()), "wound_given": given}
 
 
-OPENINGS = {1: "an eye opening", 2: "a nostril", 3: "the mouth opening"}
 
 
 def implausible_wound(wound: np.ndarray, openings: np.ndarray, ops: dict, settings: FitSettings = FitSettings()
