@@ -69,7 +69,7 @@ def score_cover(cover_v: np.ndarray, cover_f: np.ndarray, healthy: np.ndarray, i
 
 def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, displacement: np.ndarray | None,
                  rng: np.random.Generator, workdir: Path, cached: Path | None = None,
-                 save_cover: Path | None = None, registration=None) -> dict:
+                 save_cover: Path | None = None, registration=None, cut: tuple | None = None) -> dict:
     """One raw scan of a held-out `face` (`heldout.PatientFace`, true surface in its own topology) with the
     wound `displacement` (n,) mm — or uninjured with None — through a patient's path: scanned
     (`cohort.synthetic_scan`: own triangulation, noise, holes, random pose; written to `workdir`),
@@ -79,7 +79,9 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
     `cached`: a .pkl file keeping the registration (vertices, scan_to_canonical) of this very scan, to score
     other settings without registering again (`seconds` then excludes the registration). `save_cover`: a path
     prefix; the cover made is written there as `patient_cover` does (one settings only). `registration`: the
-    `ingest.RegistrationSettings` (None: the defaults)."""
+    `ingest.RegistrationSettings` (None: the defaults). `cut`: (centre (3,) mm in the true canonical frame,
+    radius mm): the raw scan is cut to the part within the radius of that point (`partial.cut_scan`) — a scan of
+    part of the face; `scan_area_mm2` in the row."""
     from . import FacecoverError
     from .cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from .files import save_mesh
@@ -90,7 +92,14 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
         face.vertices, face.faces, displacement, ScarSettings().normal_smoothing_mm)
     uv = disk_parameterization(face.vertices, face.faces)
     scan_v, scan_f, pose = synthetic_scan(true_injured, face.faces, uv, rng, ScanSettings())
-    path = workdir / f"{face.name}.ply"
+    suffix = ""
+    if cut is not None:
+        from .partial import cut_scan
+
+        centre, radius = cut
+        scan_v, scan_f = cut_scan(scan_v, scan_f, apply_transform(pose, np.asarray(centre, np.float64)[None])[0], radius)
+        suffix = f"_cut{radius:g}"
+    path = workdir / f"{face.name}{suffix}.ply"
     save_mesh(path, scan_v, scan_f)
     t0 = time.perf_counter()
     many = isinstance(settings, (list, tuple))
@@ -104,7 +113,8 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
             return [dict(row) for _ in settings] if many else row
         if cached is not None:
             Path(cached).parent.mkdir(parents=True, exist_ok=True)
-            Path(cached).write_bytes(pickle.dumps({"vertices": reg.vertices, "scan_to_canonical": reg.scan_to_canonical}))
+            Path(cached).write_bytes(pickle.dumps({"vertices": reg.vertices, "scan_to_canonical": reg.scan_to_canonical,
+                                                   "observed": reg.observed}))
     registering = time.perf_counter() - t0
     truth = {"pose": pose, "healthy": face.vertices, "injured": true_injured, "faces": face.faces,
              "wound": None if displacement is None else np.abs(displacement) > 0.1}
@@ -113,6 +123,10 @@ def patient_case(space: dict, decoder: dict, noise: np.ndarray, settings, face, 
         t1 = time.perf_counter()
         row = patient_cover(space, decoder, its_noise, one, reg, truth, save_cover=save_cover)
         row["seconds"] = registering + time.perf_counter() - t1
+        if cut is not None:
+            from .meshtools import triangle_areas
+
+            row["scan_area_mm2"] = float(triangle_areas(scan_v, scan_f).sum())
         rows.append(row)
     return rows if many else rows[0]
 
@@ -141,10 +155,18 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
 
     faces = space["faces"]
     ops = mesh_operators(reg.vertices, faces)
+    observed = getattr(reg, "observed", None)  # a partial scan: (N,) bool, the template vertices it shows
     fit = fit_healthy_face(decoder, reg.vertices, faces, None, noise, settings, operators=ops, wound=wound,
-                           nuisance=fit_nuisance(space, settings), openings=space["openings"])
+                           nuisance=fit_nuisance(space, settings), openings=space["openings"], observed=observed)
     implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
-    row = {"found_mm2": fit["wound_area_mm2"], "implausible": "; ".join(implausible)}
+    row = {"found_mm2": fit["wound_area_mm2"], "implausible": "; ".join(implausible),
+           "observed_mm2": float(ops["areas"].sum() if observed is None else ops["areas"][observed].sum())}
+    try:  # the wound and the band the cover rests on must lie on the scanned part
+        from .partial import wound_inside_observed
+
+        row |= wound_inside_observed(fit["wound"], observed, ops, FillingSettings().margin_mm, "scan")
+    except FacecoverError as exc:
+        row["refused_cover"] = str(exc)
     # the shape-model baseline: least squares to every vertex, the wound where the skin is > 1 mm off
     fitted, _, _ = shape_completion(decoder, reg.vertices, np.ones(len(reg.vertices)), settings.prior_weight_mm2, None)
     baseline = np.linalg.norm(reg.vertices - fitted, axis=1) > 1.0
@@ -158,7 +180,7 @@ def patient_cover(space: dict, decoder: dict, noise: np.ndarray, settings, reg, 
         row |= found_wound_iou(true_injured, truth["faces"], true_wound, registered, fit["wound"])
         row["baseline_found_iou"] = found_wound_iou(true_injured, truth["faces"], true_wound, registered,
                                                     baseline)["found_iou"]
-        if fit["wound"].any():
+        if fit["wound"].any() and "refused_cover" not in row:
             try:
                 wt_v, wt_f, _ = make_watertight(fit["healthy"], faces)
                 cv, cf, report = cover_solid(reg.vertices, faces, wt_v, wt_f, FillingSettings(),

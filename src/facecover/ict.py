@@ -142,7 +142,7 @@ def template_correspondence(space: dict, model: dict, seed: int = 0) -> dict[str
     from .template import surface_embedding
 
     scan = trimesh.Trimesh(model["neutral_mm"], model["triangles"], process=False)
-    reg = register_template_to_scan(space, scan, RegistrationSettings(nonrigid="meshmonk", seed=seed),
+    reg = register_template_to_scan(space, scan, RegistrationSettings(nonrigid="meshmonk", seed=seed, partial=False),
                                     name="ICT-FaceKit neutral face")
     T = reg.scan_to_canonical
     neutral = apply_transform(T, model["neutral_mm"])

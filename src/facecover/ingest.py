@@ -42,10 +42,15 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from . import FacecoverError
-from .meshtools import (apply_transform, compact, graph_laplacian, rigid_transform,
+from .meshtools import (apply_transform, compact, graph_laplacian, rigid_transform, vertex_areas,
                         vertex_normals)
 
 FACE_SIZE_MM = (80.0, 600.0)  # plausible bounding-box diagonal of a face scan
+PARTIAL_STARTS = 3  # a scan placed without landmarks: this many surface-ICP starts are shape-fitted
+NEAR_TEMPLATE_MM = 6.0  # a scan placed without landmarks: its points this near the template mean count as on it;
+NEAR_TEMPLATE_SHARE = 0.75  # ... fewer than this share of them: not a face (face cuts 0.82-0.99, a lumpy hand-sized
+                            # blob 0.66, an 80 mm ball 0.16; the cap of that ball 0.90 is refused after the fit)
+PARTIAL_FIT_SHARE = 0.8  # the shape fit on the scan over less of the template's area than this: part of a face
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,15 @@ class RegistrationSettings:
                                   # (ICT's 53 blendshapes, weights of this prior spread; 0: identity modes only) ...
     expression_gain: float = 0.85  # ... taken when it brings the fit's 95th-percentile distance to the scan below
                                    # this share of the identity fit's (a smile 0.68-0.69, neutral faces 0.94-0.95)
+    partial: bool = True          # a scan of part of a face (no face in its renders, or the template reaching
+                                  # beyond it) is registered where it is, the rest of the template unobserved
+    observed_mm: float = 2.0      # a template vertex is observed when the scan (not its edge) is this near
+    whole_share: float = 0.95     # observed over at least this share of the template's area: a whole scan
+                                  # (everything observed, checked as before: median distance and inlier share)
+    min_observed_area_mm2: float = 6000.0  # a partial scan: at least this much of the template observed ...
+    min_scan_on_face: float = 0.8  # ... and at least this share of the scan's area on the registered template
+    max_partial_shape_z2: float = 4.0  # ... by a plausible face: mean squared shape coefficient (in prior sd) at most
+                                       # this (face cuts 0.7-1.x; a ball's cap 9.5, a wavy sheet 31)
     seed: int = 0
 
 
@@ -83,6 +97,7 @@ class Registration:
     vertices: np.ndarray  # (n, 3) mm, template topology, canonical pose
     scan_to_canonical: np.ndarray  # (4, 4)
     report: dict = field(default_factory=dict)
+    observed: np.ndarray | None = None  # (n,) bool: the template vertex lies on the scan (None: all of them)
 
 
 def scan_boundary_mask(faces: np.ndarray, n_vertices: int) -> np.ndarray:
@@ -307,6 +322,120 @@ def rigid_alignment(space: dict, scan: trimesh.Trimesh, rng: np.random.Generator
         raise FacecoverError(f"{name}: does not look like a face: no face found in frontal renders of the scan "
                              f"in its {len(candidates)} best rigid alignments to the template")
     return best[1], best[2], best[3], best[0]
+
+
+def partial_scan_poses(space: dict, scan_points: np.ndarray, scan_normals: np.ndarray, rng: np.random.Generator,
+                       n_points: int = 250, in_plane_steps: int = 12, anchors: int = 12, iterations: int = 20,
+                       keep: int = 8, trim: float = 0.8, reach: float = 20.0) -> list[tuple[float, np.ndarray]]:
+    """The `keep` best rigid 4×4 template→scan candidates for a scan that may show only part of a face, as
+    (trimmed mean distance mm, transform), best first — no landmarks needed.
+
+    The scan is moved onto the template mean (scan→template ICP, so the template may reach beyond the scan):
+    its centroid put just behind each of `anchors` template vertices spread over the face (farthest-point
+    order), its area-weighted mean normal (either way round) turned to the template's mean normal within 40 mm
+    of the anchor, `in_plane_steps` rotations about that; all starts run `iterations` steps of point-to-point ICP at once against the template surface
+    sampled at ~1 mm, each step fitted (Kabsch) to the `trim` share of its closest pairs; the best few are
+    refined with three times the points. The score is the trimmed mean distance (mm); pairs farther than
+    `reach` mm count as that far and do not pull."""
+    mean, faces = np.asarray(space["vertices"], np.float64), np.asarray(space["faces"])
+    target = trimesh.Trimesh(mean, faces, process=False)
+    dense = np.r_[mean, trimesh.sample.sample_surface_even(target, 40000, seed=int(rng.integers(2**31)))[0]]
+    tree = cKDTree(dense)
+    t_normals = vertex_normals(mean, faces)
+    t_front = t_normals.mean(axis=0)
+    t_front /= np.linalg.norm(t_front)
+    s_front = scan_normals.mean(axis=0)
+    s_front /= max(np.linalg.norm(s_front), 1e-12)
+    # anchors: template vertices facing the front, farthest-point order from the one nearest the centroid
+    facing = np.flatnonzero(t_normals @ t_front > 0.3)
+    chosen = [facing[np.argmin(np.linalg.norm(mean[facing] - mean[facing].mean(axis=0), axis=1))]]
+    gap = np.linalg.norm(mean[facing] - mean[chosen[0]], axis=1)
+    while len(chosen) < anchors:
+        chosen.append(facing[int(np.argmax(gap))])
+        gap = np.minimum(gap, np.linalg.norm(mean[facing] - mean[chosen[-1]], axis=1))
+    centre = scan_points.mean(axis=0)
+
+    def turn(a, b):
+        """Rotation (3, 3) taking unit a to unit b."""
+        from scipy.spatial.transform import Rotation
+
+        axis = np.cross(a, b)
+        angle = np.arctan2(np.linalg.norm(axis), a @ b)
+        if np.linalg.norm(axis) < 1e-9:
+            axis = np.cross(a, [1.0, 0, 0]) if abs(a[0]) < 0.9 else np.cross(a, [0, 1.0, 0])
+        return Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
+
+    from scipy.spatial.transform import Rotation
+
+    starts = []
+    for a in chosen:
+        # the scan's mean normal turned to the face's mean normal around the anchor (a cheek faces sideways)
+        local = t_normals[np.linalg.norm(mean - mean[a], axis=1) < 40.0].sum(axis=0)
+        local /= np.linalg.norm(local)
+        for flip in (1.0, -1.0):
+            R0 = turn(flip * s_front, local)
+            for angle in np.arange(in_plane_steps) * 2 * np.pi / in_plane_steps:
+                R = Rotation.from_rotvec(angle * local).as_matrix() @ R0
+                # the scan's centroid lies behind its surface: put it 10 mm behind the anchor
+                starts.append((R, mean[a] - 10.0 * local - R @ centre))
+
+    def icp(Rs, ts, src, steps):
+        """Batched trimmed point-to-point ICP of src (m, 3) from poses Rs (s, 3, 3), ts (s, 3)."""
+        for _ in range(steps):
+            moved = np.einsum("sab,mb->sma", Rs, src) + ts[:, None, :]
+            # pairs farther than `reach` are outliers anyway (and slow to look up)
+            d, j = tree.query(moved.reshape(-1, 3), distance_upper_bound=reach)
+            d, q = d.reshape(len(Rs), -1), dense[np.minimum(j, len(dense) - 1)].reshape(len(Rs), -1, 3)
+            w = (np.isfinite(d) & (d <= np.quantile(np.minimum(d, reach), trim, axis=1, keepdims=True))).astype(float)
+            w /= np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+            cs, cq = np.einsum("sm,ma->sa", w, src), np.einsum("sm,sma->sa", w, q)
+            H = np.einsum("sm,sma,smb->sab", w, src[None] - cs[:, None], q - cq[:, None])
+            U, _, Vt = np.linalg.svd(H)
+            D = np.ones((len(Rs), 3))
+            D[:, 2] = np.sign(np.linalg.det(np.einsum("sab,sbc->sac", U, Vt)))
+            Rs = np.einsum("sba,sb,scb->sac", Vt, D, U)  # V diag(D) Uᵀ
+            ts = cq - np.einsum("sab,sb->sa", Rs, cs)
+        moved = np.einsum("sab,mb->sma", Rs, src) + ts[:, None, :]
+        d = np.minimum(tree.query(moved.reshape(-1, 3), distance_upper_bound=reach)[0], reach).reshape(len(Rs), -1)
+        cost = np.array([np.sort(row)[:int(trim * len(row))].mean() for row in d])
+        return Rs, ts, cost
+
+    pick = lambda k: scan_points[rng.choice(len(scan_points), min(k, len(scan_points)), replace=False)]  # noqa: E731
+    Rs, ts, cost = icp(np.stack([r for r, _ in starts]), np.stack([t for _, t in starts]), pick(n_points),
+                       iterations)
+    best = np.argsort(cost)[:keep]
+    Rs, ts, cost = icp(Rs[best], ts[best], pick(3 * n_points), 2 * iterations)
+    out = []
+    for R, t, c in zip(Rs, ts, cost):
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, t  # scan -> template
+        out.append((float(c), np.linalg.inv(T)))
+    return sorted(out, key=lambda c: c[0])
+
+
+def observed_vertices(vertices: np.ndarray, faces: np.ndarray, scan_points: np.ndarray, scan_boundary: np.ndarray,
+                      observed_mm: float, scan_faces: np.ndarray | None = None, max_hole_mm2: float = 400.0
+                      ) -> np.ndarray:
+    """Template vertices (n, 3) that lie on the scan (same frame, mm), (n,) bool: the scan's surface (its
+    triangles `scan_faces`; None: its points) within `observed_mm`, and the nearest scan vertex not on the
+    scan's edge. Unobserved patches away from the template's own rim and smaller than `max_hole_mm2` (the
+    scan's holes: a whole scan bridges them) count as observed."""
+    from scipy.sparse.csgraph import connected_components
+
+    from .meshtools import DistanceScene, boundary_vertex_mask, edge_graph
+
+    d, j = cKDTree(scan_points).query(vertices)
+    if scan_faces is not None:
+        d = DistanceScene(scan_points, scan_faces)(vertices)
+    observed = (d < observed_mm) & ~scan_boundary[j]
+    missing = np.flatnonzero(~observed)
+    if len(missing):
+        graph = edge_graph(vertices, faces)
+        _, labels = connected_components(graph[missing][:, missing], directed=False)
+        area = np.bincount(labels, weights=vertex_areas(vertices, faces)[missing])
+        at_rim = np.bincount(labels, weights=boundary_vertex_mask(faces, len(vertices))[missing]) > 0
+        observed[missing[(area[labels] < max_hole_mm2) & ~at_rim[labels]]] = True
+    return observed
 
 
 def _twist_pose(x: np.ndarray, pose0: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -557,17 +686,40 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         # a dense scan: ICP and the landmark renders see it simplified (their own subsample and 512 px
         # renders do not resolve finer than ~1 mm, but building a render scene costs per triangle)
         rigid_scan = trimesh.Trimesh(*simplified_scan(P_all, faces_scan, settings.max_scan_points), process=False)
-    pose, landmarks, rigid_rms, landmark_residual = rigid_alignment(space, rigid_scan, rng, settings.rigid_points,
-                                                                    name)
+    no_face = ""  # why the landmark start failed, when the scan was placed by surface ICP alone
+    try:
+        pose, landmarks, rigid_rms, landmark_residual = rigid_alignment(space, rigid_scan, rng,
+                                                                        settings.rigid_points, name)
+    except FacecoverError as exc:
+        if not (settings.partial and "no face found" in str(exc)):
+            raise
+        # part of a face (no eyes or no forehead in view: MediaPipe sees no face): placed on the template by
+        # surface ICP alone, the template allowed to reach beyond the scan
+        no_face = "no face found in its frontal renders"
+        rigid_v = np.asarray(rigid_scan.vertices, np.float64)
+        candidates = partial_scan_poses(space, rigid_v, scan_vertex_normals(rigid_v, np.asarray(rigid_scan.faces)), rng)
+        rigid_rms, pose = candidates[0]
+        # before any shape fit: most of a face scan lies near the template placed on it (a ball, a box or a
+        # hand does not); `partial_scan_check` asks the same of the registered template, more strictly
+        tree = cKDTree(space["vertices"])
+        near = max(float(np.mean(tree.query(apply_transform(np.linalg.inv(T), rigid_v))[0] < NEAR_TEMPLATE_MM))
+                   for _, T in candidates[:PARTIAL_STARTS])
+        if near < NEAR_TEMPLATE_SHARE:
+            raise FacecoverError(f"{name}: does not look like a face: {no_face}, and placed on the face template by "
+                                 f"its surface, at most {100 * near:.0f} % of it lies within {NEAR_TEMPLATE_MM:g} mm "
+                                 f"of the template (need {100 * NEAR_TEMPLATE_SHARE:.0f} %)")
+        landmarks = np.full((len(space["reg_landmark_ids"]), 3), np.nan)
+        landmark_residual = float("nan")
     if landmark_residual > settings.max_landmark_residual_mm:
         raise FacecoverError(f"{name}: does not look like a face: the landmarks found in its renders lie "
                              f"{landmark_residual:.1f} mm (median) from a face's layout (limit "
                              f"{settings.max_landmark_residual_mm} mm)")
     t_rigid = time.perf_counter()
 
-    def shape_fit_of(fit_settings):
-        """The shape fit with these settings, refined along the normals, and how much the refinement gained."""
-        z, fitted_pose = fit_shape_space(space, P, boundary, pose, fit_settings)
+    def shape_fit_of(fit_settings, start=None):
+        """The shape fit with these settings (from the rigid start, or `start`), refined along the normals, and
+        how much the refinement gained."""
+        z, fitted_pose = fit_shape_space(space, P, boundary, pose if start is None else start, fit_settings)
         inv = np.linalg.inv(fitted_pose)
         Pc, Pnc = apply_transform(inv, P), Pn @ inv[:3, :3].T
         V = space["vertices"] + np.tensordot(z, shape_fit_basis(space, fit_settings), axes=1)
@@ -581,7 +733,17 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
 
     # identity modes first; the expressions only when they fit the scan clearly better: with them always,
     # neutral faces slid (mean vertex error 1.2-1.6 mm against 0.6-0.9)
-    fit = shape_fit_of(dataclasses.replace(settings, expression_sd=0.0))
+    identity = dataclasses.replace(settings, expression_sd=0.0)
+    if no_face:
+        # placed without landmarks: the best few surface-ICP starts each fitted; among the fits about as close to
+        # the scan as the closest (95th-percentile distance within 1.5 times), the most plausible face wins
+        # (smallest mean squared shape coefficient): a patch of cheek or forehead may fit a wrong place too
+        fits = [(shape_fit_of(identity, start), start) for _, start in candidates[:PARTIAL_STARTS]]
+        closest = min(f.shape_fit["p95_surface_distance_mm"] for f, _ in fits)
+        fit, pose = min(((f, start) for f, start in fits if f.shape_fit["p95_surface_distance_mm"] <= 1.5 * closest),
+                        key=lambda pair: float(np.mean(pair[0].z**2)))
+    else:
+        fit = shape_fit_of(identity)
     expressions_used = False
     if settings.expression_sd > 0 and settings.nonrigid != "meshmonk":
         with_expressions = shape_fit_of(settings)
@@ -591,9 +753,16 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
     t_fit = time.perf_counter()
     z, inv, Pc, Pnc, refined = fit.z, fit.inv, fit.Pc, fit.Pnc, fit.refined
     shape_fit, gain, noise = fit.shape_fit, fit.gain, fit.noise
+    template_areas = vertex_areas(space["vertices"], space["faces"])
+    P_all_c = apply_transform(inv, P_all)
+    # clearly part of a face (less than PARTIAL_FIT_SHARE of the template on the scan; whole scans 0.98-1.0):
+    # no MeshMonk, whose symmetric matching would pull the template's unobserved part onto the scan's edge
+    partial_fit = settings.partial and template_areas[observed_vertices(
+        refined, space["faces"], P_all_c, boundary_all, settings.observed_mm, faces_scan)].sum() < (
+        PARTIAL_FIT_SHARE * template_areas.sum())
     nonrigid = settings.nonrigid
     if nonrigid == "auto":
-        nonrigid = "meshmonk" if fit.outside else "shape"
+        nonrigid = "meshmonk" if fit.outside and not partial_fit else "shape"
     if nonrigid == "meshmonk":
         # from the template mean in the fitted pose: a fit that cannot explain the face would misplace its
         # features, and MeshMonk's coarse-to-fine schedule finds them better from the mean
@@ -604,16 +773,29 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         V = apply_transform(inv, warped)
     else:
         V = refined
-    V = snap_to_scan(V, space["faces"], apply_transform(inv, P_all), faces_scan, settings, boundary_all)
+    V = snap_to_scan(V, space["faces"], P_all_c, faces_scan, settings, boundary_all)
     residuals = surface_residuals(V, Pc, Pnc, boundary)
+    observed = observed_vertices(V, space["faces"], P_all_c, boundary_all, settings.observed_mm, faces_scan)
+    observed_area = float(template_areas[observed].sum())
+    # a scan placed without landmarks is always checked as part of a face: its own surface must lie on the
+    # template (a ball or a box the template snaps onto would pass the whole scan's checks)
+    whole = not settings.partial or (not no_face and observed_area >= settings.whole_share * template_areas.sum())
+    coverage = {"partial": not whole, "rigid_start": f"surface ICP ({no_face})" if no_face else "landmarks",
+                "observed_share": observed_area / float(template_areas.sum()), "observed_area_mm2": observed_area}
     t_end = time.perf_counter()
-    if (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
-            or residuals["inlier_fraction"] < settings.min_inlier_fraction):
+    if whole and (residuals["median_surface_distance_mm"] > settings.max_median_residual_mm
+                  or residuals["inlier_fraction"] < settings.min_inlier_fraction):
         raise FacecoverError(
-            f"{name}: does not look like a face: after registration the median distance to the scan is "
-            f"{residuals['median_surface_distance_mm']:.2f} mm (limit {settings.max_median_residual_mm}) and "
-            f"{100 * residuals['inlier_fraction']:.0f} % of template vertices lie on it (need "
-            f"{100 * settings.min_inlier_fraction:.0f} %)")
+            f"{name}: does not look like a face{': ' + no_face if no_face else ''}: after registration the median "
+            f"distance to the scan is {residuals['median_surface_distance_mm']:.2f} mm (limit "
+            f"{settings.max_median_residual_mm}) and {100 * residuals['inlier_fraction']:.0f} % of template "
+            f"vertices lie on it (need {100 * settings.min_inlier_fraction:.0f} %)")
+    if whole:
+        observed = None  # a whole scan: everything observed (its holes and rim bridged), as before
+    else:
+        coverage |= partial_scan_check(V, space["faces"], observed, observed_area, P_all_c, faces_scan, boundary_all,
+                                       Pc, Pnc, boundary, settings, name, no_face, float(np.mean(z**2)))
+        coverage["unobserved_vertices"] = np.flatnonzero(~observed).tolist()
     report = {
         "residuals": residuals,
         "nonrigid": "MeshMonk (the shape space did not explain the scan)" if nonrigid == "meshmonk"
@@ -624,9 +806,10 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         "refinement_gain_over_noise": gain / noise,
         "rigid_initial_rms_mm": rigid_rms,
         "landmarks_found": int(np.isfinite(landmarks).all(axis=1).sum()),
-        "landmark_residual_rigid_mm": landmark_residual,
+        "landmark_residual_rigid_mm": None if no_face else landmark_residual,
         "landmark_residual_mm": _median_finite(np.linalg.norm(template_landmarks(space, apply_transform(fit.pose, V)) - landmarks,
                                                               axis=1)),
+        "coverage": coverage,
         "expressions": expressions_used,
         "shape_mean_z2": float(np.mean(z**2)),
         "shape_coefficients": z.tolist(),
@@ -635,7 +818,43 @@ def register_template_to_scan(space: dict, scan: trimesh.Trimesh, settings: Regi
         "seconds": {"rigid": t_rigid - t0, "shape_fit": t_fit - t_rigid, "nonrigid": t_end - t_fit,
                     "total": t_end - t0},
     }
-    return Registration(V, inv, report)
+    return Registration(V, inv, report, observed)
+
+
+def partial_scan_check(V: np.ndarray, faces: np.ndarray, observed: np.ndarray, observed_area: float,
+                       scan_v: np.ndarray, scan_f: np.ndarray, scan_edge: np.ndarray, Pc: np.ndarray,
+                       Pnc: np.ndarray, boundary: np.ndarray, settings: RegistrationSettings, name: str,
+                       no_face: str = "", shape_mean_z2: float = 0.0) -> dict:
+    """Whether a registration (V (n, 3) canonical, mm) of a scan of *part* of a face holds: the template lies
+    on at least `min_observed_area_mm2` of the scan (`observed` (n,) bool, `observed_area` mm²), close to it
+    there (median distance ≤ `max_median_residual_mm`), and the scan (vertices `scan_v`, triangles `scan_f`, the
+    same frame) lies on the template over at least `min_scan_on_face` of its area (a box, a ball or a hand
+    does not), and the face shape fitted to it is plausible (`shape_mean_z2`, the mean squared shape
+    coefficient, at most `max_partial_shape_z2`: a ball's cap fits a face only with extreme shapes). Raises
+    FacecoverError naming the scan and what is missing; returns the figures."""
+    from .meshtools import DistanceScene
+
+    on = surface_residuals(V[observed], Pc, Pnc, boundary)
+    scan_areas = vertex_areas(scan_v, scan_f)
+    near = DistanceScene(V, faces)(scan_v) < settings.observed_mm
+    on_face = float(scan_areas[near & ~scan_edge].sum() / max(scan_areas[~scan_edge].sum(), 1e-9))
+    figures = {"observed_residuals": on, "scan_on_template_share": on_face}
+    problems = []
+    if observed_area < settings.min_observed_area_mm2:
+        problems.append(f"the template lies on {observed_area:.0f} mm² of it (need {settings.min_observed_area_mm2:.0f})")
+    if on_face < settings.min_scan_on_face:
+        problems.append(f"{100 * on_face:.0f} % of the scan's surface lies on the template (need "
+                        f"{100 * settings.min_scan_on_face:.0f} %)")
+    if shape_mean_z2 > settings.max_partial_shape_z2:
+        problems.append(f"the face shape fitted to it is implausible (mean squared shape coefficient "
+                        f"{shape_mean_z2:.1f} in prior standard deviations; at most {settings.max_partial_shape_z2:g})")
+    if on["median_surface_distance_mm"] > settings.max_median_residual_mm:
+        problems.append(f"the median distance to the scan is {on['median_surface_distance_mm']:.2f} mm where the "
+                        f"template lies on it (limit {settings.max_median_residual_mm})")
+    if problems:
+        raise FacecoverError(f"{name}: does not look like a face: {no_face + ', and ' if no_face else ''}"
+                             f"registered as part of a face, {'; '.join(problems)}")
+    return figures
 
 
 def ingest_scan(path, space: dict, units: str = "mm", settings: RegistrationSettings = RegistrationSettings()) -> Registration:

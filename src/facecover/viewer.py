@@ -128,10 +128,16 @@ def view_frame(vertices: np.ndarray) -> tuple[list, float]:
 
 
 def cover_viewer_html(face_v: np.ndarray, face_f: np.ndarray, cover_v: np.ndarray, cover_f: np.ndarray,
-                      title: str, caption: str = "") -> str:
-    """The HTML page (a string) showing the cover (orange) on the injured face (grey); vertices in mm."""
+                      title: str, caption: str = "", unobserved_faces: np.ndarray | None = None) -> str:
+    """The HTML page (a string) showing the cover (orange) on the injured face (grey); vertices in mm.
+    `unobserved_faces` (m,) bool: face triangles a partial scan did not show, drawn dark grey."""
     meshes = []
-    for name, v, f, color in (("face", face_v, face_f, [0.82, 0.82, 0.84]), ("cover", cover_v, cover_f, [0.95, 0.55, 0.15])):
+    face_f = np.asarray(face_f)
+    unseen = np.zeros(len(face_f), bool) if unobserved_faces is None else np.asarray(unobserved_faces, bool)
+    parts = [("face", face_v, face_f[~unseen], [0.82, 0.82, 0.84])]
+    if unseen.any():
+        parts.append(("face", face_v, face_f[unseen], [0.42, 0.42, 0.45]))
+    for name, v, f, color in (*parts, ("cover", cover_v, cover_f, [0.95, 0.55, 0.15])):
         v = np.asarray(v, np.float64)
         meshes.append({"name": name, "color": color, "positions": b64_array(v, "<f4"),
                        "normals": b64_array(vertex_normals(v, np.asarray(f)), "<f4"), "indices": b64_array(f, "<u4")})

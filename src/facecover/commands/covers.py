@@ -178,6 +178,9 @@ def estimated_support_contact(vertices, faces, side, printer) -> dict:
             **{n: float(sum(p[n] for p in parts)) for n in SIDE_NAMES.values()}, "parts": parts}
 
 
+UNOBSERVED_GREY = [0.42, 0.42, 0.45]  # the face beyond a partial scan (not fitted, not covered)
+
+
 def cmd_preview(args) -> None:
     from ..files import load_mesh_arrays
     from ..render import DEFAULT_LIGHTS, Scene, frontal_camera, save_png
@@ -185,7 +188,16 @@ def cmd_preview(args) -> None:
     (face_v, face_f), (cover_v, cover_f) = load_mesh_arrays(args.injured), load_mesh_arrays(args.filling)
     v = np.r_[face_v, cover_v]
     f = np.r_[face_f, cover_f + len(face_v)]
-    colors = np.r_[np.tile([0.85, 0.85, 0.85], (len(face_f), 1)), np.tile([0.95, 0.55, 0.15], (len(cover_f), 1))]
+    # a partial scan (infer's wound file holds 'observed'): the part of the face not scanned is drawn dark grey
+    unseen = np.zeros(len(face_f), bool)
+    if args.wound:
+        from ..files import load_npz
+
+        observed = load_npz(args.wound).get("observed")
+        if observed is not None and len(observed) == len(face_v):
+            unseen = ~observed.astype(bool)[face_f].all(axis=1)
+    skin = np.where(unseen[:, None], UNOBSERVED_GREY, [0.85, 0.85, 0.85])
+    colors = np.r_[skin, np.tile([0.95, 0.55, 0.15], (len(cover_f), 1))]
     scene = Scene(v, f)
     center = face_v.mean(axis=0)
     images = [scene.render(frontal_camera(center, 230.0, args.size, yaw_deg=yaw), DEFAULT_LIGHTS, face_colors=colors)
@@ -199,7 +211,7 @@ def cmd_preview(args) -> None:
         red = wound[face_f].all(axis=1)
         images.append(Scene(face_v, face_f).render(
             frontal_camera(center, 230.0, args.size), DEFAULT_LIGHTS,
-            face_colors=np.where(red[:, None], [0.85, 0.2, 0.2], [0.85, 0.85, 0.85])))
+            face_colors=np.where(red[:, None], [0.85, 0.2, 0.2], skin)))
     save_png(args.out, np.hstack(images).astype(np.uint8))
     if args.out_gap:  # the gap map: the face coloured by the gap under the cover, and its histogram
         from ..filling import skin_gap
@@ -227,7 +239,10 @@ def cmd_preview(args) -> None:
         from ..viewer import cover_viewer_html
 
         caption = f"cover {mesh_volume(cover_v, cover_f):.0f} mm³, {face_components(cover_f).max() + 1} part(s)"
-        page = cover_viewer_html(face_v, face_f, cover_v, cover_f, args.title or args.out, caption)
+        if unseen.any():
+            caption += f"; dark grey: not scanned ({100 * unseen.mean():.0f} % of the face's triangles)"
+        page = cover_viewer_html(face_v, face_f, cover_v, cover_f, args.title or args.out, caption,
+                                 unobserved_faces=unseen)
         with atomic_path(args.out_html) as tmp:
             tmp.write_text(page)
 

@@ -98,8 +98,11 @@ def cmd_ingest(args) -> None:
     save_json(args.report, reg.report)
     save_mesh(args.out, reg.vertices, space["faces"])
     r = reg.report["residuals"]
+    coverage = reg.report.get("coverage", {})
+    partial = (f"; part of a face: {coverage['observed_area_mm2']:.0f} mm² of the template observed "
+               f"({100 * coverage['observed_share']:.0f} %), the rest not fitted or covered" if coverage.get("partial") else "")
     print(f"{args.scan}: registered in {reg.report['seconds']['with_io']:.1f} s, mean surface distance "
-          f"{r['mean_surface_distance_mm']:.2f} mm", file=sys.stderr)
+          f"{r['mean_surface_distance_mm']:.2f} mm{partial}", file=sys.stderr)
 
 
 def cmd_split(args) -> None:

@@ -93,6 +93,7 @@ def cmd_infer(args) -> None:
                                 mesh_operators)
     from ..learn.network import load_mapping
     from ..learn.train import predict_coefficients
+    from ..partial import observed_from_report, wound_inside_observed
 
     space = load_space(args.space)
     n = len(space["vertices"])
@@ -114,8 +115,12 @@ def cmd_infer(args) -> None:
     noise = load_npz(args.fit_noise)["noise_mm"]
     settings = settings_from_json(FitSettings, args.fit_settings)
     ops = mesh_operators(injured, space["faces"])
+    # a partial scan: the ingest report (--registration, or the one beside the registered mesh) names the
+    # template vertices the scan does not show; none named: everything observed
+    observed = observed_from_report(args.registration or Path(args.injured).with_suffix(".json"), n)
     fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, wound=wound, name=args.injured,
-                           operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
+                           operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"),
+                           observed=observed)
     fallback = ""
     if wound is None and not fit["wound"].any() and args.if_no_wound != "record":
         why = (f"{args.subject}: no wound found on {args.injured}: no skin departs from the fitted healthy face "
@@ -130,8 +135,11 @@ def cmd_infer(args) -> None:
         settings = dataclasses.replace(settings, inward_only=False, opening_clearance_mm=0.0, mouth_clearance_mm=0.0,
                                        expression_sd=0.0, smooth_modes=0, wound_margin_share=0.0)
         fit = fit_healthy_face(decoder, injured, space["faces"], prior, noise, settings, name=args.injured,
-                               operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"))
+                               operators=ops, nuisance=fit_nuisance(space, settings), openings=space.get("openings"),
+                               observed=observed)
         print(fallback, file=sys.stderr)
+    # a partial scan: the cover needs the wound and the band it rests on inside the scanned part
+    edge = wound_inside_observed(fit["wound"], observed, ops, args.band_mm, f"{args.subject} ({args.injured})")
     implausible = [] if wound is not None else implausible_wound(fit["wound"], space["openings"], ops, settings)
     if implausible and args.on_implausible == "stop":
         raise FacecoverError(
@@ -149,10 +157,13 @@ def cmd_infer(args) -> None:
               "wound_vertices": int(fit["wound"].sum()),
               "wound_implausible": implausible, "wound_area_mm2": round(fit["wound_area_mm2"], 2),
               "wound_fallback": fallback,
+              "observed_area_mm2": round(float(ops["areas"].sum() if observed is None else ops["areas"][observed].sum()), 1),
+              "unobserved_vertices": 0 if observed is None else int((~observed).sum()), **edge,
               "fit_residual_outside_wound_mm": round(fit["fit_residual_outside_wound_mm"], 4),
               "image_vs_fitted_face_mm": round(float(np.linalg.norm(
                   np.tensordot(prior - fit["coefficients"], decoder["basis"], axes=1), axis=1).mean()), 4)}
-    save_npz(args.out_wound, wound=fit["wound"], coefficients=fit["coefficients"], image_coefficients=prior)
+    save_npz(args.out_wound, wound=fit["wound"], coefficients=fit["coefficients"], image_coefficients=prior,
+             **({} if observed is None else {"observed": observed}))
     save_json(args.report, report)
     save_mesh(args.out, fit["healthy"], space["faces"])
     print(f"{args.subject}: {experiment} from {image.get('photo', image.get('render'))}; wound "
@@ -282,6 +293,9 @@ def register(sub) -> None:
                    help="a found wound that cannot be real (scattered, too large, touching an eye, nostril or "
                         "the mouth): stop with a message asking for a marked wound, or record it in the report "
                         "and go on (evaluation)")
+    p.add_argument("--band-mm", type=float, default=5.0,
+                   help="a partial scan: the healthy skin around the wound that must be scanned (the filling's "
+                        "margin_mm, where the cover rests)")
     p.add_argument("--out", required=True, help="the healthy face (.ply, template topology, mm)")
     p.add_argument("--out-wound", required=True, help=".npz: the wound mask and the coefficients")
     p.add_argument("--report", required=True)

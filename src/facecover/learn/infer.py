@@ -192,12 +192,15 @@ def mesh_operators(vertices: np.ndarray, faces: np.ndarray) -> dict:
 def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prior: np.ndarray | None,
                      noise_mm: np.ndarray | None = None, settings: FitSettings = FitSettings(),
                      wound: np.ndarray | None = None, name: str = "injured mesh", operators: dict | None = None,
-                     nuisance: np.ndarray | None = None, openings: np.ndarray | None = None) -> dict:
+                     nuisance: np.ndarray | None = None, openings: np.ndarray | None = None,
+                     observed: np.ndarray | None = None) -> dict:
     """The healthy face behind an injured registered mesh (N, 3) mm, with `prior` decoder coefficients (K,)
     from the image (None: the mean face) and `noise_mm` (N,) the per-vertex noise of this fit on healthy
     faces (`fit_noise`; None: uniform); `nuisance` (M, N, 3) more deformations the fit may use with a
     N(0, 1) prior (`fit_nuisance`); `openings` (N,) ids > 0 on eye openings, nostrils and the mouth
-    (`template.opening_labels`), where no wound may start (`opening_clearance_mm`). Returns `healthy`
+    (`template.opening_labels`), where no wound may start (`opening_clearance_mm`); `observed` (N,) bool the
+    vertices on a partial scan (`ingest.Registration.observed`; None: all): the others weigh nothing in every
+    fit round and are never wound. Returns `healthy`
     (N, 3), `fitted` (N, 3) (the model's face alone), `wound` (N,) bool, `coefficients` (K,) (the
     decoder's), `residual_mm` (N,), `sunk_mm` (N,) (the departure the wound is judged on) and fit figures
     (mm, mm²)."""
@@ -214,8 +217,11 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
 
     pose = None
 
+    seen = np.ones(len(injured), bool) if observed is None else np.asarray(observed, bool)
+
     def fit_round(weights):
         nonlocal pose
+        weights = weights * seen  # beyond a partial scan the mesh is the registration's guess: no weight
         # once a pose is known one alignment step per round is enough: the rounds themselves iterate
         fitted, z, pose = shape_completion(decoder, injured, weights, settings.prior_weight_mm2, prior,
                                            iterations=3 if pose is None else 1, pose=pose)
@@ -227,6 +233,9 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
             sunk = np.maximum(-along, 0.0) + settings.raised_weight * np.maximum(along, 0.0)
         else:
             sunk = residual
+        if not seen.all():  # unobserved: no wound there, and no weight in the medians the thresholds use
+            residual = np.where(seen, residual, np.median(residual[seen]))
+            sunk = np.where(seen, sunk, 0.0)
         return fitted, z, residual, sunk
 
     no_seed = np.zeros(len(injured), bool)
@@ -270,7 +279,7 @@ def fit_healthy_face(decoder: dict, injured: np.ndarray, faces: np.ndarray, prio
         for _ in range(settings.refine_rounds):
             fitted, z, residual, sunk = fit_round((~grown(found, ops["graph"], settings.exclusion_band_mm)).astype(float))
             found = detect(residual, sunk)
-        found = widened(found, ops, settings.wound_margin_mm, settings.wound_margin_share)
+        found = widened(found, ops, settings.wound_margin_mm, settings.wound_margin_share) & seen
     if found.mean() > 0.5:
         raise FacecoverError(f"{name}: {100 * found.mean():.0f} % of the face departs from the fitted healthy face; "
                              "is the mesh a registered face in mm?")
