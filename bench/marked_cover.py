@@ -52,13 +52,10 @@ def rough_mark(scan_v: np.ndarray, centre: np.ndarray, normal: np.ndarray, radiu
 def main() -> None:
     from facecover.cohort import ScanSettings, disk_parameterization, injured_surface, synthetic_scan
     from facecover.cover_scores import patient_cover
-    from facecover.files import load_mesh_arrays, load_npz, save_mesh
+    from facecover.files import save_mesh
     from facecover.heldout import PATIENT_SETS, WOUND_SITES, dent, patient_faces, wound_site
     from facecover.ingest import ingest_scan
-    from facecover.learn.data import read_split, subjects_in
-    from facecover.learn.decoder import load_decoder
-    from facecover.learn.infer import fit_noise, fit_nuisance
-    from patients import fit_settings
+    from patients import fit_settings, run_model
     from facecover.marked_wound import MarkedWound, wound_from_marks
     from facecover.filling import FillingSettings
     from facecover.meshtools import apply_transform, vertex_areas, vertex_normals
@@ -75,11 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     config = yaml.safe_load(Path("config.yaml").read_text())
     settings = fit_settings(config, args.set)
-    space = load_npz(R / "model/face_space.npz")
-    decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
-    train = subjects_in(read_split(R / "splits.csv"), "train")
-    healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
-    noise = fit_noise(decoder, space["faces"], healthy, settings, fit_nuisance(space, settings))
+    space, decoder, noise = run_model(R, settings)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:

@@ -27,11 +27,9 @@ import pandas as pd
 import yaml
 
 from facecover.cover_scores import patient_case
-from facecover.files import load_mesh_arrays, load_npz
 from facecover.heldout import PATIENT_SETS, patient_dent, patient_faces, wound_site
-from facecover.learn.data import read_split, subjects_in
-from facecover.learn.decoder import load_decoder
-from facecover.learn.infer import FitSettings, fit_noise, fit_nuisance
+from facecover.learn.infer import FitSettings
+from patients import run_model
 
 SHOWN = ("set", "face", "site", "centre", "radius_mm", "scan_area_mm2", "outcome", "observed_mm2", "found_iou",
          "restore_mean_mm", "restore_p95_mm", "coverage", "restore_minus_whole_mm", "seconds")
@@ -60,12 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     R = Path(args.results)
     config = yaml.safe_load(Path("config.yaml").read_text())
-    space = load_npz(R / "model/face_space.npz")
-    decoder = load_decoder(R / "model/decoder.npz", len(space["vertices"]))
     settings = FitSettings(**config["fit"])
-    train = subjects_in(read_split(R / "splits.csv"), "train")
-    healthy = np.stack([load_mesh_arrays(R / f"registered/{s}.ply")[0] for s in train])
-    noise = fit_noise(decoder, space["faces"], healthy, settings, fit_nuisance(space, settings))
+    space, decoder, noise = run_model(R, settings)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for which in args.sets:

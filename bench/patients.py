@@ -68,6 +68,16 @@ def fit_settings(config: dict, overrides: list[str]) -> FitSettings:
     return FitSettings(**(config["fit"] | key_values(overrides)))
 
 
+def run_model(results: Path, settings: FitSettings) -> tuple[dict, dict, np.ndarray]:
+    """The finished run's face space and decoder (`results`/model) and the fit's noise model with `settings`,
+    measured as the workflow's fit_noise rule does: on the registered training scans."""
+    space = load_npz(results / "model/face_space.npz")
+    decoder = load_decoder(results / "model/decoder.npz", len(space["vertices"]))
+    train = subjects_in(read_split(results / "splits.csv"), "train")
+    healthy = np.stack([load_mesh_arrays(results / f"registered/{s}.ply")[0] for s in train])
+    return space, decoder, fit_noise(decoder, space["faces"], healthy, settings, fit_nuisance(space, settings))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-set", type=int, default=4)
